@@ -1,0 +1,4 @@
+"""Training crops and photometric transforms of the originals that mmdet lacks (registered in ``TRANSFORMS``)."""
+from .color import RandomColorJitter, RandomPCALighting
+
+__all__ = ['RandomColorJitter', 'RandomPCALighting']

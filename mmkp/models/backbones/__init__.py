@@ -1,0 +1,1 @@
+"""Backbones of mmkp (registered in ``MODELS``)."""

@@ -1,0 +1,1 @@
+"""Detectors of mmkp (registered in ``MODELS``)."""

@@ -1,0 +1,1 @@
+"""Necks of mmkp (registered in ``MODELS``)."""

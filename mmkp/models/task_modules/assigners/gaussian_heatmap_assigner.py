@@ -1,0 +1,219 @@
+"""Gaussian heatmap targets for keypoint detectors (corners, centers), a whole batch at once."""
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+
+import torch
+from mmengine.structures import InstanceData
+from torch import Tensor
+
+from mmkp.registry import TASK_UTILS
+from ...utils.gaussian import RADIUS_FORMULAS, draw_gaussians, integer_radius, keypoint_grid_position
+
+KEYPOINTS = ('top_left', 'bottom_right', 'center')
+
+
+class HeatmapTargets(NamedTuple):
+    """Targets of :class:`GaussianHeatmapAssigner` for a batch of B images with at most M objects each.
+
+    Attributes:
+        heatmaps (dict[str, Tensor]): per keypoint type, (B, num_classes, H, W) in [0, 1], exactly 1 at keypoints.
+        indices (dict[str, Tensor]): per keypoint type, int64 (B, M), flat cell index ``y * W + x`` for gathering
+            embeddings / offsets / sizes from (B, C, H, W) maps; 0 where ``mask`` is False.
+        offsets (dict[str, Tensor]): per keypoint type, (B, M, 2), sub-cell offset (dx, dy) in [0, 1) of the
+            keypoint from its integer cell, in feature-map cells.
+        sizes (Tensor): (B, M, 2), box (width, height) in feature-map cells.
+        labels (Tensor): int64 (B, M), class index of each object; -1 where ``mask`` is False.
+        mask (Tensor): bool (B, M), True for real objects (padding and boxes dropped as empty are False).
+    """
+    heatmaps: Dict[str, Tensor]
+    indices: Dict[str, Tensor]
+    offsets: Dict[str, Tensor]
+    sizes: Tensor
+    labels: Tensor
+    mask: Tensor
+
+
+@TASK_UTILS.register_module()
+class GaussianHeatmapAssigner:
+    """Gaussian keypoint heatmaps and the regression targets that go with them, vectorised over boxes and images.
+
+    Follows reference/DETECTORS.md section 2.7 (CornerNet-Lite ``core/sample/cornernet.py``; CenterNet keypoint
+    triplets ``sample/coco.py``; CenterNet objects-as-points ``datasets/sample/ctdet.py``):
+
+    1. boxes (x1, y1, x2, y2), in pixels of the network input, are clipped (``clip_to``) and scaled by the ratio
+       output / input; boxes with zero width or height after clipping are dropped, as all three originals do;
+    2. per box, one radius ``max(min_radius, int(gaussian_radius((ceil h, ceil w), min_overlap)))`` from its size in
+       cells, shared by all its keypoints;
+    3. per keypoint type, the integer cell ``int(f)`` and offset ``f - int(f)``, and a Gaussian of sigma =
+       (2r + 1) / ``sigma_factor`` drawn into the heatmap of the box's class with class-wise max blending.
+
+    Args:
+        keypoints (Sequence[str]): keypoint types among ``'top_left'``, ``'bottom_right'`` and ``'center'``.
+            Defaults to ``('center',)``.
+        ratio (float | tuple[float, float], optional): output / input scale (x, y). CornerNet uses 128/511.
+            Exclusive with ``stride``. When both are None the ratio is read off the shapes: feature size / batch input
+            size, which gives 128/511 for a 511 input and a 128 output, as the originals. Defaults to None.
+        stride (int, optional): output stride; the ratio is then 1 / stride. Defaults to None.
+        radius_formula (str): ``'corrected'`` (CornerNet-Lite, mmdet) or ``'original'`` (CornerNet before its fix,
+            CenterNet triplets and objects-as-points). See :func:`mmkp.models.utils.gaussian_radius`.
+            Defaults to ``'corrected'``.
+        min_overlap (float): IoU for the radius. CornerNet-Lite 0.3, Saccade 0.5, the triplets and objects-as-points
+            repositories 0.7 (with the original formula). Defaults to 0.3.
+        sigma_factor (float | dict[str, float]): diameter / sigma, or one per keypoint type (keys missing from the
+            dict use 6). The triplets center heatmap uses 5. Defaults to 6.
+        min_radius (int): lower bound of the radius in cells. Defaults to 0.
+        clip_to (str, optional): ``'input'`` clips boxes to [0, W_img - 1] x [0, H_img - 1] in input pixels before
+            scaling (CornerNet ``_clip_detections``; ``img_shape`` of each image when metas are given, else the batch
+            input shape); ``'output'`` clips the scaled boxes to [0, W_out - 1] x [0, H_out - 1] (objects-as-points);
+            None leaves boxes as they are (mmdet). Defaults to ``'input'``.
+
+    Raises:
+        ValueError: on an unknown keypoint type, radius formula or ``clip_to``, or when both ``ratio`` and
+            ``stride`` are given.
+
+    Example:
+        >>> from mmengine.structures import InstanceData
+        >>> assigner = GaussianHeatmapAssigner(keypoints=('center',), stride=4)
+        >>> gt = InstanceData(bboxes=torch.tensor([[10., 20., 60., 90.]]), labels=torch.tensor([1]))
+        >>> t = assigner.assign([gt], feat_shape=(32, 32), input_shape=(128, 128), num_classes=3)
+        >>> t.heatmaps['center'].shape, t.sizes[0, 0].tolist()
+        (torch.Size([1, 3, 32, 32]), [12.5, 17.5])
+    """
+
+    def __init__(self,
+                 keypoints: Sequence[str] = ('center', ),
+                 ratio: Optional[Union[float, Tuple[float, float]]] = None,
+                 stride: Optional[int] = None,
+                 radius_formula: str = 'corrected',
+                 min_overlap: float = 0.3,
+                 sigma_factor: Union[float, Dict[str, float]] = 6.0,
+                 min_radius: int = 0,
+                 clip_to: Optional[str] = 'input') -> None:
+        keypoints = tuple(keypoints)
+        unknown = [k for k in keypoints if k not in KEYPOINTS]
+        if unknown or not keypoints:
+            raise ValueError(f'keypoints must be a non-empty subset of {KEYPOINTS}, got {keypoints}')
+        if radius_formula not in RADIUS_FORMULAS:
+            raise ValueError(f'radius_formula must be one of {RADIUS_FORMULAS}, got {radius_formula!r}')
+        if clip_to not in ('input', 'output', None):
+            raise ValueError(f"clip_to must be 'input', 'output' or None, got {clip_to!r}")
+        if ratio is not None and stride is not None:
+            raise ValueError('give either ratio or stride, not both')
+        if not 0 < min_overlap < 1:
+            raise ValueError(f'min_overlap must lie in (0, 1), got {min_overlap}')
+        self.keypoints = keypoints
+        if stride is not None:
+            ratio = 1.0 / stride
+        if ratio is not None and not isinstance(ratio, (tuple, list)):
+            ratio = (float(ratio), float(ratio))
+        self.ratio = None if ratio is None else (float(ratio[0]), float(ratio[1]))
+        self.radius_formula = radius_formula
+        self.min_overlap = float(min_overlap)
+        if isinstance(sigma_factor, dict):
+            bad = [k for k in sigma_factor if k not in KEYPOINTS]
+            if bad:
+                raise ValueError(f'sigma_factor keys must be keypoint types {KEYPOINTS}, got {bad}')
+            self.sigma_factor = {k: float(sigma_factor.get(k, 6.0)) for k in keypoints}
+        else:
+            self.sigma_factor = {k: float(sigma_factor) for k in keypoints}
+        self.min_radius = int(min_radius)
+        self.clip_to = clip_to
+
+    def get_ratio(self, feat_shape: Tuple[int, int], input_shape: Tuple[int, int]) -> Tuple[float, float]:
+        """(x, y) scale from input pixels to feature cells: the configured ratio, or feat / input."""
+        if self.ratio is not None:
+            return self.ratio
+        return feat_shape[1] / input_shape[1], feat_shape[0] / input_shape[0]
+
+    def assign(self,
+               batch_gt_instances: List[InstanceData],
+               feat_shape: Tuple[int, int],
+               input_shape: Tuple[int, int],
+               num_classes: int,
+               batch_img_metas: Optional[List[dict]] = None) -> HeatmapTargets:
+        """Compute the targets of a batch.
+
+        Args:
+            batch_gt_instances (list[InstanceData]): per image, ``bboxes`` (n_i, 4) as (x1, y1, x2, y2) in pixels
+                of the network input and ``labels`` (n_i,) in [0, num_classes).
+            feat_shape (tuple[int, int]): (H, W) of the output maps.
+            input_shape (tuple[int, int]): (H, W) of the batch input (``batch_input_shape``).
+            num_classes (int): number of heatmap channels.
+            batch_img_metas (list[dict], optional): per image metas; ``img_shape`` is used by ``clip_to='input'``.
+
+        Returns:
+            HeatmapTargets: see its docstring.
+
+        Raises:
+            ValueError: when a label lies outside [0, num_classes) or boxes are not of shape (n, 4).
+        """
+        feat_h, feat_w = int(feat_shape[0]), int(feat_shape[1])
+        ratio_x, ratio_y = self.get_ratio(feat_shape, input_shape)
+        num_imgs = len(batch_gt_instances)
+        device = batch_gt_instances[0].bboxes.device if num_imgs else torch.device('cpu')
+        counts = [len(gt) for gt in batch_gt_instances]
+        max_objs = max(counts, default=0)
+
+        bboxes = torch.cat([gt.bboxes.reshape(-1, 4).float() for gt in batch_gt_instances]) if num_imgs else \
+            torch.zeros((0, 4), device=device)
+        labels = torch.cat([gt.labels.reshape(-1).long() for gt in batch_gt_instances]) if num_imgs else \
+            torch.zeros((0, ), dtype=torch.long, device=device)
+        if bboxes.shape[0] != labels.shape[0]:
+            raise ValueError(f'gt bboxes ({bboxes.shape[0]}) and labels ({labels.shape[0]}) differ in number')
+        if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+            raise ValueError(f'gt labels must lie in [0, {num_classes}), got min {int(labels.min())} '
+                             f'max {int(labels.max())}')
+        img_index = torch.repeat_interleave(torch.arange(num_imgs, device=device), torch.tensor(counts, device=device))
+        # slot of each object inside its image's row of the (B, M) outputs
+        starts = torch.tensor([0] + counts[:-1], device=device).cumsum(0) if num_imgs else img_index
+        slot = torch.arange(bboxes.shape[0], device=device) - starts[img_index]
+
+        x1, y1, x2, y2 = bboxes.unbind(-1)
+        if self.clip_to == 'input':
+            if batch_img_metas is not None:
+                sizes = torch.tensor([meta['img_shape'][:2] for meta in batch_img_metas],
+                                     dtype=bboxes.dtype, device=device)[img_index]
+                max_y, max_x = sizes[:, 0] - 1, sizes[:, 1] - 1
+            else:
+                max_y = bboxes.new_full((bboxes.shape[0], ), input_shape[0] - 1)
+                max_x = bboxes.new_full((bboxes.shape[0], ), input_shape[1] - 1)
+            x1, x2 = torch.minimum(x1.clamp(min=0), max_x), torch.minimum(x2.clamp(min=0), max_x)
+            y1, y2 = torch.minimum(y1.clamp(min=0), max_y), torch.minimum(y2.clamp(min=0), max_y)
+        x1, x2 = x1 * ratio_x, x2 * ratio_x
+        y1, y2 = y1 * ratio_y, y2 * ratio_y
+        if self.clip_to == 'output':
+            x1, x2 = x1.clamp(0, feat_w - 1), x2.clamp(0, feat_w - 1)
+            y1, y2 = y1.clamp(0, feat_h - 1), y2.clamp(0, feat_h - 1)
+        box_w, box_h = x2 - x1, y2 - y1
+        keep = (box_w > 0) & (box_h > 0)
+
+        mask = torch.zeros((num_imgs, max_objs), dtype=torch.bool, device=device)
+        mask[img_index, slot] = keep
+        out_labels = torch.full((num_imgs, max_objs), -1, dtype=torch.long, device=device)
+        out_labels[img_index[keep], slot[keep]] = labels[keep]
+        sizes_out = bboxes.new_zeros((num_imgs, max_objs, 2))
+        sizes_out[img_index[keep], slot[keep]] = torch.stack([box_w, box_h], -1)[keep]
+
+        radius = integer_radius(box_h[keep], box_w[keep], self.min_overlap, self.radius_formula, self.min_radius)
+        plane = img_index[keep] * num_classes + labels[keep]
+        points = dict(
+            top_left=(x1, y1), bottom_right=(x2, y2), center=((x1 + x2) / 2, (y1 + y2) / 2))
+        heatmaps, indices, offsets = {}, {}, {}
+        for name in self.keypoints:
+            px, py = points[name]
+            cx, off_x = keypoint_grid_position(px[keep], feat_w)
+            cy, off_y = keypoint_grid_position(py[keep], feat_h)
+            heat = bboxes.new_zeros((num_imgs * num_classes, feat_h, feat_w))
+            draw_gaussians(heat, plane, cx, cy, radius, self.sigma_factor[name])
+            heatmaps[name] = heat.view(num_imgs, num_classes, feat_h, feat_w)
+            index = torch.zeros((num_imgs, max_objs), dtype=torch.long, device=device)
+            index[img_index[keep], slot[keep]] = cy * feat_w + cx
+            indices[name] = index
+            offset = bboxes.new_zeros((num_imgs, max_objs, 2))
+            offset[img_index[keep], slot[keep]] = torch.stack([off_x, off_y], -1)
+            offsets[name] = offset
+        return HeatmapTargets(heatmaps, indices, offsets, sizes_out, out_labels, mask)
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(keypoints={self.keypoints}, ratio={self.ratio}, '
+                f'radius_formula={self.radius_formula!r}, min_overlap={self.min_overlap}, '
+                f'sigma_factor={self.sigma_factor}, min_radius={self.min_radius}, clip_to={self.clip_to!r})')

@@ -1,0 +1,8 @@
+"""Shared formulas of the keypoint heads."""
+from .gaussian import draw_gaussians, gaussian_radius, integer_radius, keypoint_grid_position
+from .heatmap import boxes_to_original, feat_to_input_ratio, gather_feat, local_maximum, topk_heatmap
+
+__all__ = [
+    'draw_gaussians', 'gaussian_radius', 'integer_radius', 'keypoint_grid_position', 'boxes_to_original',
+    'feat_to_input_ratio', 'gather_feat', 'local_maximum', 'topk_heatmap'
+]

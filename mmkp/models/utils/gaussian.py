@@ -1,0 +1,148 @@
+"""Gaussian heatmap primitives shared by every keypoint head (one formula, one place).
+
+Spec: reference/DETECTORS.md section 2.7, from CornerNet-Lite ``core/sample/utils.py`` (``gaussian_radius``,
+``draw_gaussian``) and xingyizhou/CenterNet ``src/lib/utils/image.py`` (``gaussian_radius``,
+``draw_umich_gaussian``).
+"""
+from typing import Tuple
+
+import torch
+from torch import Tensor
+
+RADIUS_FORMULAS = ('corrected', 'original')
+
+
+def gaussian_radius(height: Tensor, width: Tensor, min_overlap: float = 0.7, formula: str = 'corrected') -> Tensor:
+    """Radius of the Gaussian around a keypoint, as the smallest of three quadratic roots.
+
+    The radius r is such that a box whose corners are moved by up to r still has IoU >= ``min_overlap`` with the
+    ground truth, in three cases: both corners inside, both outside, one inside and one outside (CornerNet,
+    section 3.2). With ``a, b, c`` the coefficients of case i:
+
+    * ``'corrected'`` (CornerNet-Lite, CornerNet after commit 3e71377, mmdet): r1 = (b1 - sqrt(d1)) / (2 a1),
+      r2 = (b2 - sqrt(d2)) / (2 a2), r3 = (b3 + sqrt(d3)) / (2 a3);
+    * ``'original'`` (CornerNet before the fix, CenterNet keypoint triplets, CenterNet objects as points):
+      ri = (bi + sqrt(di)) / 2 for all three, whose minimum is always r3 = 4 o r3_corrected.
+
+    Args:
+        height (Tensor): box heights, any shape, in feature-map cells (the originals pass ``ceil(h * ratio)``).
+        width (Tensor): box widths, same shape as ``height``.
+        min_overlap (float): the IoU o. Defaults to 0.7.
+        formula (str): ``'corrected'`` or ``'original'``. Defaults to ``'corrected'``.
+
+    Returns:
+        Tensor: the real-valued radius, same shape and dtype as ``height`` (floating point). The originals then take
+        ``max(0, int(radius))``.
+
+    Raises:
+        ValueError: for an unknown ``formula`` or ``min_overlap`` outside (0, 1).
+    """
+    if formula not in RADIUS_FORMULAS:
+        raise ValueError(f'radius formula must be one of {RADIUS_FORMULAS}, got {formula!r}')
+    if not 0 < min_overlap < 1:
+        raise ValueError(f'min_overlap must lie in (0, 1), got {min_overlap}')
+    h, w, o = height, width, min_overlap
+    b1 = h + w
+    c1 = w * h * (1 - o) / (1 + o)
+    sq1 = torch.sqrt(b1**2 - 4 * c1)
+    b2 = 2 * (h + w)
+    c2 = (1 - o) * w * h
+    sq2 = torch.sqrt(b2**2 - 16 * c2)
+    a3 = 4 * o
+    b3 = -2 * o * (h + w)
+    c3 = (o - 1) * w * h
+    sq3 = torch.sqrt(b3**2 - 4 * a3 * c3)
+    if formula == 'corrected':
+        r1 = (b1 - sq1) / 2
+        r2 = (b2 - sq2) / 8
+        r3 = (b3 + sq3) / (2 * a3)
+    else:
+        r1 = (b1 + sq1) / 2
+        r2 = (b2 + sq2) / 2
+        r3 = (b3 + sq3) / 2
+    return torch.minimum(torch.minimum(r1, r2), r3)
+
+
+def integer_radius(height: Tensor, width: Tensor, min_overlap: float, formula: str, min_radius: int = 0) -> Tensor:
+    """``max(min_radius, int(gaussian_radius(ceil(h), ceil(w))))`` as the originals compute it.
+
+    Computed in float64 (the originals use Python floats) so that radii land on the same integer.
+
+    Args:
+        height (Tensor): box heights in feature-map cells, shape (N,).
+        width (Tensor): box widths in feature-map cells, shape (N,).
+        min_overlap (float): see :func:`gaussian_radius`.
+        formula (str): see :func:`gaussian_radius`.
+        min_radius (int): lower bound. Defaults to 0.
+
+    Returns:
+        Tensor: int64 radii, shape (N,).
+    """
+    h = torch.ceil(height.double())
+    w = torch.ceil(width.double())
+    radius = gaussian_radius(h, w, min_overlap, formula).trunc().long()
+    return radius.clamp(min=min_radius)
+
+
+def draw_gaussians(heatmap: Tensor, plane: Tensor, center_x: Tensor, center_y: Tensor, radius: Tensor,
+                   sigma_factor: float = 6.0) -> Tensor:
+    """Draw one Gaussian per keypoint into a stack of heatmaps, all keypoints at once, max-blended.
+
+    For keypoint n with integer position (x, y) and radius r the window [y-r, y+r] x [x-r, x+r] (cropped at the
+    borders) receives ``exp(-(dx^2 + dy^2) / (2 sigma^2))`` with diameter d = 2r + 1 and sigma = d /
+    ``sigma_factor``; values below ``eps * 1`` (float64 eps, as numpy's ``np.finfo(h.dtype).eps * h.max()``) are
+    zeroed; overlapping Gaussians of one plane keep the element-wise maximum (``np.maximum``). The peak is exactly
+    1 at (x, y).
+
+    Args:
+        heatmap (Tensor): shape (P, H, W), updated in place; P planes, usually batch x classes.
+        plane (Tensor): int64 (N,), the plane of each keypoint (``image_index * num_classes + label``).
+        center_x (Tensor): int64 (N,), column in cells, 0 <= x < W.
+        center_y (Tensor): int64 (N,), row in cells, 0 <= y < H.
+        radius (Tensor): int64 (N,), radius in cells, >= 0.
+        sigma_factor (float): diameter / sigma. 6 in CornerNet and CenterNet (points); 5 for the center heatmap of
+            CenterNet keypoint triplets. Defaults to 6.
+
+    Returns:
+        Tensor: ``heatmap``.
+    """
+    num = plane.numel()
+    if num == 0:
+        return heatmap
+    _, height, width = heatmap.shape
+    max_r = int(radius.max())
+    # A window never needs to be larger than the map.
+    span_y = min(max_r, height - 1)
+    span_x = min(max_r, width - 1)
+    dy = torch.arange(-span_y, span_y + 1, device=heatmap.device)
+    dx = torch.arange(-span_x, span_x + 1, device=heatmap.device)
+    r = radius.view(num, 1, 1)
+    sigma = (2 * r + 1).double() / sigma_factor
+    dist2 = (dy.view(1, -1, 1)**2 + dx.view(1, 1, -1)**2).double()
+    gauss = torch.exp(-dist2 / (2 * sigma * sigma))
+    gauss = torch.where(gauss < torch.finfo(torch.float64).eps, torch.zeros_like(gauss), gauss)
+    ys = center_y.view(num, 1, 1) + dy.view(1, -1, 1)
+    xs = center_x.view(num, 1, 1) + dx.view(1, 1, -1)
+    valid = ((dy.view(1, -1, 1).abs() <= r) & (dx.view(1, 1, -1).abs() <= r) & (ys >= 0) & (ys < height) &
+             (xs >= 0) & (xs < width))
+    flat_index = (plane.view(num, 1, 1) * height + ys) * width + xs
+    heatmap.view(-1).scatter_reduce_(
+        0, flat_index[valid], gauss[valid].to(heatmap.dtype), reduce='amax', include_self=True)
+    return heatmap
+
+
+def keypoint_grid_position(coord: Tensor, size: int) -> Tuple[Tensor, Tensor]:
+    """Integer cell and sub-cell offset of keypoint coordinates given in cells.
+
+    The originals take ``int(fx)`` (floor for non-negative fx) and the offset ``fx - int(fx)`` in [0, 1), for
+    top-left, bottom-right and center keypoints alike (no ceil for bottom-right).
+
+    Args:
+        coord (Tensor): float coordinates in cells, shape (N,).
+        size (int): map size along that axis; the cell is clamped to [0, size - 1] as a guard.
+
+    Returns:
+        tuple[Tensor, Tensor]: int64 cells (N,) and float offsets (N,).
+    """
+    cell = coord.floor().clamp(0, size - 1)
+    return cell.long(), coord - cell

@@ -1,0 +1,48 @@
+"""Distributed training on CPUs with mmengine 0.10.7.
+
+mmengine's ``pytorch`` launcher calls ``torch.cuda.set_device`` (fails on a CPU build of torch) and its Runner
+passes ``device_ids=[LOCAL_RANK]`` to DDP, which torch refuses for a CPU module (ARCHITECTURE.md section 1). The
+Runner skips its own process-group set-up when a group already exists, so on a machine without CUDA the tools call
+:func:`setup_cpu_distributed` first and wrap the model with ``CPUDistributedDataParallel``.
+"""
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def setup_cpu_distributed(launcher: str, cfg=None) -> bool:
+    """Start a gloo process group for a CPU run launched by ``torchrun`` / ``torch.distributed.launch``.
+
+    Does nothing (returns False) unless ``launcher == 'pytorch'`` and CUDA is unavailable. Otherwise reads
+    ``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT`` from the environment (set by the launcher), calls
+    ``init_process_group('gloo')`` and, when ``cfg`` is given, makes the Runner wrap the model with
+    ``CPUDistributedDataParallel`` (keeping the other keys of ``cfg.model_wrapper_cfg``).
+
+    Args:
+        launcher (str): the ``--launcher`` argument of the tool.
+        cfg (mmengine.Config, optional): the config to adjust in place.
+
+    Returns:
+        bool: whether a CPU process group is in use.
+
+    Raises:
+        RuntimeError: when the launcher environment variables are missing.
+    """
+    if launcher != 'pytorch' or torch.cuda.is_available():
+        return False
+    missing = [k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT') if k not in os.environ]
+    if missing:
+        raise RuntimeError(f'--launcher pytorch needs the environment variables {missing} set by torchrun or '
+                           'torch.distributed.launch; use tools/dist_train.sh or tools/dist_test.sh.')
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+    if cfg is not None:
+        wrapper = dict(cfg.get('model_wrapper_cfg', None) or {})
+        if wrapper.get('type', 'MMDistributedDataParallel') == 'MMDistributedDataParallel':
+            wrapper['type'] = 'CPUDistributedDataParallel'
+        cfg.model_wrapper_cfg = wrapper
+        env_cfg = cfg.get('env_cfg', {})
+        env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
+        cfg.env_cfg = env_cfg
+    return True

@@ -1,0 +1,59 @@
+"""Shared fixtures: where the real datasets are, and a helper to run the tools."""
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if not os.environ.get('MMKP_DATA'):
+    os.environ['MMKP_DATA'] = osp.join(REPO, '..', 'shared', 'data') if osp.isdir(
+        osp.join(REPO, '..', 'shared', 'data')) else osp.join(REPO, 'data')
+DATA_ROOT = os.environ['MMKP_DATA']
+BCCD = osp.join(DATA_ROOT, 'bccd')
+COCO128 = osp.join(DATA_ROOT, 'coco128')
+
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'slow: long runs (full training budgets); run with -m slow')
+    config.addinivalue_line('markers', 'cuda: needs a CUDA GPU; skipped without one')
+    config.addinivalue_line('markers', 'e2e: trains on real data')
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason='needs a CUDA GPU')
+    for item in items:
+        if 'cuda' in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope='session')
+def bccd_root():
+    if not osp.isdir(BCCD):
+        pytest.fail(f'BCCD not found at {BCCD}: set MMKP_DATA to the folder that holds bccd/ and coco128/')
+    return BCCD
+
+
+@pytest.fixture(scope='session')
+def coco128_root():
+    if not osp.isdir(COCO128):
+        pytest.fail(f'coco128 not found at {COCO128}: set MMKP_DATA to the folder that holds bccd/ and coco128/')
+    return COCO128
+
+
+def run_tool(args, cwd=REPO, timeout=900, env=None):
+    """Run a command with the venv's bin first on PATH; return the CompletedProcess, failing with its output."""
+    full_env = dict(os.environ)
+    full_env['PATH'] = osp.dirname(sys.executable) + os.pathsep + full_env.get('PATH', '')
+    full_env.setdefault('OMP_NUM_THREADS', '1')
+    if env:
+        full_env.update(env)
+    proc = subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        pytest.fail(f'command failed ({proc.returncode}): {" ".join(map(str, args))}\n'
+                    f'--- stdout ---\n{proc.stdout[-6000:]}\n--- stderr ---\n{proc.stderr[-6000:]}')
+    return proc
