@@ -2,3 +2,6 @@
 from .center_heatmap_head import CenterHeatmapHead
 
 __all__ = ['CenterHeatmapHead']
+from .fcos_point_head import FCOSPointHead, original_fcos_key_map  # noqa: E402
+
+__all__ += ['FCOSPointHead', 'original_fcos_key_map']

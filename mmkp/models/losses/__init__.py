@@ -2,3 +2,6 @@
 from .heatmap_focal_loss import HeatmapFocalLoss, heatmap_focal_loss
 
 __all__ = ['HeatmapFocalLoss', 'heatmap_focal_loss']
+from .fcos_iou_loss import FCOSIoULoss, fcos_iou_loss  # noqa: E402
+
+__all__ += ['FCOSIoULoss', 'fcos_iou_loss']

@@ -2,3 +2,6 @@
 from .gaussian_heatmap_assigner import GaussianHeatmapAssigner, HeatmapTargets
 
 __all__ = ['GaussianHeatmapAssigner', 'HeatmapTargets']
+from .fcos_range_assigner import FCOSRangeAssigner, FCOSTargets, centerness_target  # noqa: E402
+
+__all__ += ['FCOSRangeAssigner', 'FCOSTargets', 'centerness_target']
