@@ -1,0 +1,2 @@
+"""Layers of mmkp (registered in ``MODELS``)."""
+from .fire_module import FireModule  # noqa: F401
