@@ -1,1 +1,2 @@
 """Backbones of mmkp (registered in ``MODELS``)."""
+from .hourglass_squeeze import FireHourglassModule, HourglassSqueezeNet, residual_block  # noqa: F401

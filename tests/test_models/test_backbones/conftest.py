@@ -1,0 +1,61 @@
+"""Fixtures of the backbone tests: the released checkpoints' key/shape lists and the converter scripts.
+
+``fixtures/*.json`` are copies of ``shared/reference/original_checkpoints/`` (names and shapes of every tensor in
+the released CornerNet-Lite / CornerNet checkpoints, obtained by instantiating the original model classes; no
+weights, no code), kept here so that the tests need nothing outside the repository.
+"""
+import importlib.util
+import json
+import os.path as osp
+
+import pytest
+import torch
+
+HERE = osp.dirname(osp.abspath(__file__))
+REPO = osp.dirname(osp.dirname(osp.dirname(HERE)))
+BUFFER_SUFFIXES = ('.running_mean', '.running_var', '.num_batches_tracked')
+
+
+def _load_original(name):
+    with open(osp.join(HERE, 'fixtures', f'{name}.json')) as f:
+        return json.load(f)
+
+
+def _load_converter(name):
+    path = osp.join(REPO, 'tools', 'model_converters', f'{name}.py')
+    spec = importlib.util.spec_from_file_location(f'_mmkp_converter_{name}', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _param_count(shapes, prefixes=('', )):
+    """Elements of the parameter tensors (buffers left out) among ``shapes`` whose key starts with a prefix."""
+    return sum(
+        torch.Size(shape).numel() for key, shape in shapes.items()
+        if key.startswith(tuple(prefixes)) and not key.endswith(BUFFER_SUFFIXES))
+
+
+@pytest.fixture(scope='session')
+def original_checkpoint():
+    """``original_checkpoint(name)`` -> the parsed ``fixtures/<name>.json``."""
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = _load_original(name)
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture(scope='session')
+def converter():
+    """``converter(name)`` -> the module ``tools/model_converters/<name>.py``."""
+    return _load_converter
+
+
+@pytest.fixture(scope='session')
+def param_count():
+    """``param_count(shapes, prefixes)`` -> elements of the parameters (not BN buffers) under those key prefixes."""
+    return _param_count
