@@ -6,3 +6,6 @@ __all__ = [
     'draw_gaussians', 'gaussian_radius', 'integer_radius', 'keypoint_grid_position', 'boxes_to_original',
     'feat_to_input_ratio', 'gather_feat', 'local_maximum', 'topk_heatmap'
 ]
+from .soft_nms_merge import corner_nms, soft_nms_merge  # noqa: E402
+
+__all__ += ['corner_nms', 'soft_nms_merge']
