@@ -156,8 +156,9 @@ class HourglassSqueezeNet(BaseModule):
     Shape:
         - Input: (B, 3, H, W).
         - Output: list of ``num_stacks`` tensors (B, ``feat_channel``, ceil(H / 8), ceil(W / 8)); a 511 x 511 image
-          gives 64 x 64 maps. Each hourglass halves its input ``downsample_times`` times, so sizes divisible by
-          8 * 2 ** ``downsample_times`` (128 by default) avoid cropping inside the hourglasses.
+          gives 64 x 64 maps. Each hourglass halves its input ``downsample_times`` times: where ceil(H / 8) and
+          ceil(W / 8) are divisible by 2 ** ``downsample_times`` (16 by default; 511 -> 64) nothing is cropped, and
+          the result is what the original computes (which fails on other sizes).
 
     Example:
         >>> import torch
