@@ -411,8 +411,9 @@ def original_fcos_key_map(num_convs: int = 4, num_levels: int = 5, depth: int = 
     ``module.backbone.fpn.*`` (FPN with ``top_blocks.p6/p7``) and ``module.rpn.head.*`` (this head). Strip the
     ``module.`` prefix first. The map covers every key: the ResNet stem and stages (``conv`` weights and the four
     frozen-BN tensors), the FPN lateral / output / P6 / P7 convs, the two towers (``cls_tower.{3i}`` conv,
-    ``{3i + 1}`` GN), the three predictors and the scales. mmdet BNs also hold ``num_batches_tracked``, which the
-    original lacks: load with ``strict=False`` or fill it with 0.
+    ``{3i + 1}`` GN), the three predictors and the scales. Two tensors need more than a rename: the original
+    ``Scale`` is a (1,) tensor and mmcv's a 0-dim one (``.reshape(())``), and mmdet BNs also hold
+    ``num_batches_tracked``, which the original lacks (load with ``strict=False`` or fill it with 0).
 
     Args:
         num_convs (int): convs per tower. Defaults to 4.

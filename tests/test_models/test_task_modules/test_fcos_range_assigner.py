@@ -1,0 +1,149 @@
+"""FCOSRangeAssigner on hand-built cases: strict inside test, inclusive ranges, smallest area, ties, center sampling."""
+import math
+
+import pytest
+import torch
+from mmdet.structures.bbox import HorizontalBoxes
+from mmengine.structures import InstanceData
+
+from mmkp.models.task_modules import FCOSRangeAssigner, centerness_target
+from mmkp.registry import TASK_UTILS
+
+# two levels: stride 8 on an 8x8 map (points 4, 12, ..., 60), stride 16 on a 4x4 map (points 8, 24, 40, 56)
+SIZES, STRIDES = [(8, 8), (4, 4)], [8, 16]
+RANGES = ((-1, 32), (32, 1e8))
+
+
+def gt(boxes, labels):
+    return InstanceData(bboxes=torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+                        labels=torch.as_tensor(labels, dtype=torch.long))
+
+
+def index(level, x, y):
+    """Flat index of the point at pixel (x, y) of ``level`` in the assigner's (level, row-major) order."""
+    (h0, w0), stride = SIZES[0], STRIDES[level]
+    i, j = int(x // stride), int(y // stride)
+    if level == 0:
+        return j * w0 + i
+    return h0 * w0 + j * SIZES[1][1] + i
+
+
+def test_registered_and_repr():
+    assigner = TASK_UTILS.build(dict(type='FCOSRangeAssigner', center_sampling=True))
+    assert isinstance(assigner, FCOSRangeAssigner)
+    assert assigner.regress_ranges == ((-1, 64), (64, 128), (128, 256), (256, 512), (512, 1e8))
+    assert 'center_sampling=True' in repr(assigner)
+
+
+def test_inside_is_strict_and_ranges_are_inclusive():
+    # box [4, 4, 40, 40]: level-0 points at x = 4 and level-1 points at x = 40 lie on its edges
+    t = FCOSRangeAssigner(regress_ranges=RANGES).assign([gt([[4, 4, 40, 40]], [1])], SIZES, STRIDES, num_classes=3)
+    labels, targets = t.labels[0], t.bbox_targets[0]
+    assert t.num_points_per_level == [64, 16] and labels.shape == (80, )
+    assert labels[index(0, 4, 4)] == 3 and labels[index(0, 4, 12)] == 3  # l = 0: on the edge, background
+    assert labels[index(1, 40, 8)] == 3  # l = 36 but r = 0
+    # level 0, (36, 36): l = t = 32 = hi of level 0 (inclusive)
+    assert labels[index(0, 36, 36)] == 1
+    assert targets[index(0, 36, 36)].tolist() == [32, 32, 4, 4]
+    # level 1, (8, 8): r = b = 32 = lo of level 1 (inclusive)
+    assert labels[index(1, 8, 8)] == 1
+    assert targets[index(1, 8, 8)].tolist() == [4, 4, 32, 32]
+    # level 1, (24, 24): max distance 20 < 32, too small for level 1
+    assert labels[index(1, 24, 24)] == 3
+    # level 0: the inside points are x, y in {12, 20, 28, 36}, all with max distance <= 32;
+    # level 1: inside x, y in {8, 24}; all but (24, 24) reach 32
+    assert int((labels[:64] == 1).sum()) == 16 and int((labels[64:] == 1).sum()) == 3
+    # center-ness at (12, 12): l = t = 8, r = b = 28
+    assert math.isclose(float(t.centerness_targets[0, index(0, 12, 12)]), 8 / 28, rel_tol=1e-6)
+    assert (t.gt_inds[0] == torch.where(labels == 1, 0, -1)).all()
+    bg = labels == 3
+    assert (targets[bg] == 0).all() and (t.centerness_targets[0][bg] == 0).all()
+
+
+def test_smallest_area_wins_and_equal_areas_take_the_first_box():
+    one_level = dict(regress_ranges=((-1, 1e8), ))
+    assigner = FCOSRangeAssigner(**one_level)
+    t = assigner.assign([gt([[0, 0, 64, 64], [8, 8, 40, 40]], [0, 2])], [(8, 8)], [8], num_classes=3)
+    labels = t.labels[0].view(8, 8)
+    assert labels[2, 2] == 2 and t.gt_inds[0].view(8, 8)[2, 2] == 1  # (20, 20): inside both, the smaller
+    assert labels[0, 0] == 0 and labels[7, 7] == 0  # inside the big box only
+    assert t.bbox_targets[0].view(8, 8, 4)[2, 2].tolist() == [12, 12, 20, 20]
+    # X = [0, 0, 32, 16] and Y = [8, 0, 24, 32] have the same area 512 and both hold (12, 4)
+    x_box, y_box = [0, 0, 32, 16], [8, 0, 24, 32]
+    t = assigner.assign([gt([x_box, y_box], [1, 2]), gt([y_box, x_box], [2, 1])], [(8, 8)], [8], num_classes=3)
+    assert t.labels[0, 1] == 1 and t.gt_inds[0, 1] == 0  # point (12, 4): the first listed box
+    assert t.labels[1, 1] == 2 and t.gt_inds[1, 1] == 0
+    assert t.bbox_targets[0, 1].tolist() == [12, 4, 20, 12]
+    assert t.bbox_targets[1, 1].tolist() == [4, 4, 12, 28]
+
+
+def test_center_sampling_region_is_strict_and_clipped_to_the_box():
+    assigner = FCOSRangeAssigner(regress_ranges=((-1, 1e8), ), center_sampling=True, center_sample_radius=1.5)
+    # centre 32, sub-box [20, 44]: points 20 and 44 on its edges are out, 28 and 36 in
+    t = assigner.assign([gt([[0, 0, 64, 64]], [0])], [(8, 8)], [8], num_classes=1)
+    pos = (t.labels[0] == 0).view(8, 8).nonzero().tolist()
+    assert pos == [[3, 3], [3, 4], [4, 3], [4, 4]]
+    # narrow box [0, 0, 16, 64]: x sub-box [-4, 20] clipped to [0, 16] -> x in {4, 12}; y in {28, 36}
+    t = assigner.assign([gt([[0, 0, 16, 64]], [0])], [(8, 8)], [8], num_classes=1)
+    pos = (t.labels[0] == 0).view(8, 8).nonzero().tolist()
+    assert pos == [[3, 0], [3, 1], [4, 0], [4, 1]]
+    # targets stay distances to the box (not to the sub-box)
+    assert t.bbox_targets[0].view(8, 8, 4)[3, 0].tolist() == [4, 28, 12, 36]
+    # the radius is in strides of each level: 1.5 * 16 = 24 px at level 1
+    two = FCOSRangeAssigner(regress_ranges=((-1, 1e8), (-1, 1e8)), center_sampling=True)
+    t = two.assign([gt([[0, 0, 64, 64]], [0])], SIZES, STRIDES, num_classes=1)
+    lvl1 = (t.labels[0, 64:] == 0).view(4, 4).nonzero().tolist()
+    assert lvl1 == [[1, 1], [1, 2], [2, 1], [2, 2]]  # points 24, 40 inside (8, 56)
+
+
+def test_norm_on_bbox_divides_by_the_level_stride():
+    boxes = gt([[4, 4, 40, 40]], [1])
+    plain = FCOSRangeAssigner(regress_ranges=RANGES).assign([boxes], SIZES, STRIDES, 3)
+    normed = FCOSRangeAssigner(regress_ranges=RANGES, norm_on_bbox=True).assign([boxes], SIZES, STRIDES, 3)
+    assert torch.equal(plain.labels, normed.labels)
+    assert torch.equal(normed.bbox_targets[0, :64], plain.bbox_targets[0, :64] / 8)
+    assert torch.equal(normed.bbox_targets[0, 64:], plain.bbox_targets[0, 64:] / 16)
+    assert torch.allclose(normed.centerness_targets, plain.centerness_targets)
+
+
+def test_batch_equals_images_one_by_one_with_empty_images_and_box_types():
+    torch.manual_seed(0)
+    sizes, strides = [(16, 20), (8, 10), (4, 5)], [8, 16, 32]
+    assigner = FCOSRangeAssigner(regress_ranges=((-1, 32), (32, 64), (64, 1e8)), center_sampling=True)
+    images = []
+    for n in (3, 0, 7):
+        xy = torch.rand(n, 2) * 120
+        images.append(gt(torch.cat([xy, xy + 8 + torch.rand(n, 2) * 120], 1), torch.randint(0, 4, (n, ))))
+    batch = assigner.assign(images, sizes, strides, num_classes=4)
+    for i, image in enumerate(images):
+        single = assigner.assign([image], sizes, strides, num_classes=4)
+        for name in ('labels', 'bbox_targets', 'centerness_targets', 'gt_inds'):
+            assert torch.equal(getattr(batch, name)[i], getattr(single, name)[0]), name
+    assert (batch.labels[1] == 4).all() and (batch.gt_inds[1] == -1).all()
+    assert (batch.labels[0] < 4).any() and (batch.labels[2] < 4).any()
+    boxed = InstanceData(bboxes=HorizontalBoxes(images[2].bboxes), labels=images[2].labels)
+    assert torch.equal(assigner.assign([boxed], sizes, strides, 4).labels[0], batch.labels[2])
+    # no box in the whole batch
+    empty = assigner.assign([gt(torch.zeros((0, 4)), []) for _ in range(2)], sizes, strides, 4)
+    assert empty.labels.shape == (2, 16 * 20 + 8 * 10 + 4 * 5) and (empty.labels == 4).all()
+    assert (empty.bbox_targets == 0).all() and (empty.gt_inds == -1).all()
+
+
+def test_centerness_target_formula():
+    d = torch.tensor([[1., 2., 3., 4.], [5., 5., 5., 5.]])
+    expected = torch.tensor([math.sqrt(1 / 3 * 2 / 4), 1.0])
+    assert torch.allclose(centerness_target(d), expected)
+
+
+def test_errors_name_the_field():
+    assigner = FCOSRangeAssigner(regress_ranges=RANGES)
+    with pytest.raises(ValueError, match='regress_ranges'):
+        assigner.assign([gt([[0, 0, 8, 8]], [0])], SIZES[:1], STRIDES[:1], 3)
+    with pytest.raises(ValueError, match='labels'):
+        assigner.assign([gt([[0, 0, 8, 8]], [3])], SIZES, STRIDES, 3)
+    with pytest.raises(ValueError, match='bboxes'):
+        assigner.assign([InstanceData(bboxes=torch.zeros(2, 5), labels=torch.zeros(2).long())], SIZES, STRIDES, 3)
+    with pytest.raises(ValueError, match=r'regress_ranges\[1\]'):
+        FCOSRangeAssigner(regress_ranges=((-1, 64), (128, 64)))
+    with pytest.raises(ValueError, match='center_sample_radius'):
+        FCOSRangeAssigner(center_sampling=True, center_sample_radius=0)
