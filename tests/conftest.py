@@ -12,6 +12,9 @@ if not os.environ.get('MMKP_DATA'):
         osp.join(REPO, '..', 'shared', 'data')) else osp.join(REPO, 'data')
 DATA_ROOT = os.environ['MMKP_DATA']
 BCCD = osp.join(DATA_ROOT, 'bccd')
+#: names and shapes of the tensors of the originals' released checkpoints (../shared/reference; never copied here)
+ORIGINAL_CHECKPOINTS = os.environ.get('MMKP_REFERENCE_CHECKPOINTS') or osp.join(
+    REPO, '..', 'shared', 'reference', 'original_checkpoints')
 COCO128 = osp.join(DATA_ROOT, 'coco128')
 
 

@@ -1,8 +1,8 @@
 """Fixtures of the backbone tests: the released checkpoints' key/shape lists and the converter scripts.
 
-``fixtures/*.json`` are copies of ``shared/reference/original_checkpoints/`` (names and shapes of every tensor in
+The key/shape lists are read from ``../shared/reference/original_checkpoints/`` (names and shapes of every tensor in
 the released CornerNet-Lite / CornerNet checkpoints, obtained by instantiating the original model classes; no
-weights, no code), kept here so that the tests need nothing outside the repository.
+weights, no code); ``MMKP_REFERENCE_CHECKPOINTS`` points elsewhere.
 """
 import importlib.util
 import json
@@ -11,13 +11,18 @@ import os.path as osp
 import pytest
 import torch
 
+from tests.conftest import ORIGINAL_CHECKPOINTS
+
 HERE = osp.dirname(osp.abspath(__file__))
 REPO = osp.dirname(osp.dirname(osp.dirname(HERE)))
 BUFFER_SUFFIXES = ('.running_mean', '.running_var', '.num_batches_tracked')
 
 
 def _load_original(name):
-    with open(osp.join(HERE, 'fixtures', f'{name}.json')) as f:
+    path = osp.join(ORIGINAL_CHECKPOINTS, f'{name}.json')
+    if not osp.isfile(path):
+        pytest.fail(f'{path} not found: put ../shared beside the checkout or set MMKP_REFERENCE_CHECKPOINTS')
+    with open(path) as f:
         return json.load(f)
 
 
@@ -38,7 +43,7 @@ def _param_count(shapes, prefixes=('', )):
 
 @pytest.fixture(scope='session')
 def original_checkpoint():
-    """``original_checkpoint(name)`` -> the parsed ``fixtures/<name>.json``."""
+    """``original_checkpoint(name)`` -> the parsed ``<name>.json`` of the reference key/shape lists."""
     cache = {}
 
     def get(name):
