@@ -89,7 +89,9 @@ def get_extensions():
     from torch.utils.cpp_extension import CppExtension, CUDAExtension
 
     define_macros = []
-    extra_compile_args = {'cxx': ['-O3', '-std=c++17']}
+    # No -std flag: torch's build helper adds the C++ standard its headers need (c++20 for torch 2.13,
+    # c++17 for older releases); an explicit one overrides it (torch 2.13 headers then warn about c++17).
+    extra_compile_args = {'cxx': ['-O3']}
     if sys.platform != 'win32':
         extra_compile_args['cxx'].append('-fopenmp')
     extra_link_args = ['-fopenmp'] if sys.platform != 'win32' else []
@@ -98,7 +100,7 @@ def get_extensions():
     if with_cuda:
         define_macros.append(('MMKP_WITH_CUDA', None))
         sources += sorted(glob.glob(osp.join(csrc, 'cuda', '*.cu')))
-        extra_compile_args['nvcc'] = ['-O3', '-std=c++17', '--expt-relaxed-constexpr']
+        extra_compile_args['nvcc'] = ['-O3', '--expt-relaxed-constexpr']
         ext_cls = CUDAExtension
     else:
         ext_cls = CppExtension
