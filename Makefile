@@ -26,7 +26,7 @@ DEPS_STAMP := $(VENV)/.mmkp-deps
 INSTALL_STAMP := $(VENV)/.mmkp-install
 EXT_SOURCES := $(shell find mmkp/ops/csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' 2>/dev/null)
 
-.PHONY: all install test test-all quickstart clean-ext help
+.PHONY: all install test test-all quickstart check-cuda-build clean-ext help
 
 all: install
 
@@ -66,6 +66,11 @@ test-all: install
 
 quickstart: install
 	$(PY) tools/misc/quickstart.py
+
+# Compile mmkp's CUDA kernels against the CUDA build of torch 2.14.1 (on this machine's disk) with the local nvcc,
+# in a separate venv (.venv-cuda), so that a CUDA compile error fails CI on machines without a GPU.
+check-cuda-build:
+	PYTHON=$(PYTHON) bash tools/misc/check_cuda_build.sh
 
 clean-ext:
 	rm -f mmkp/_ext*.so $(INSTALL_STAMP)
