@@ -141,16 +141,57 @@ inline void transpose_out(const T* __restrict src, int64_t W, T* __restrict dst)
   }
 }
 
-// In-place running max in scan order over the W "rows" of a transposed (W x R) block.
+// In-place running max in scan order over the W "rows" of a transposed (W x R) block. The maxima are carried in
+// registers and every row step is one vector operation (`omp simd`: gcc does not vectorise the fixed-width select
+// on its own).
 template <typename T, int R>
 inline void scan_transposed(T* buf, int64_t W, bool suffix) {
   const int64_t first = suffix ? W - 1 : 0;
   const int64_t step = suffix ? -1 : 1;
+  T run[R];
+  for (int r = 0; r < R; ++r) run[r] = buf[first * R + r];
   for (int64_t k = 1; k < W; ++k) {
-    const int64_t w = first + k * step;
-    T* __restrict cur = buf + w * R;
-    const T* __restrict prev = buf + (w - step) * R;
-    for (int r = 0; r < R; ++r) cur[r] = pool_step(cur[r], prev[r]);
+    T* row = buf + (first + k * step) * R;
+#pragma omp simd
+    for (int r = 0; r < R; ++r) {
+      run[r] = pool_step(row[r], run[r]);
+      row[r] = run[r];
+    }
+  }
+}
+
+// Backward over the W "rows" of transposed (W x R) blocks of x and g into st (pass 1 leaves the running maxima in
+// st, pass 2 overwrites them with the routed gradients), as vertical_backward_plane with R fixed at compile time.
+template <typename T, typename A, int R>
+inline void backward_transposed(const T* xt, const T* gt, T* st, int64_t W, bool suffix) {
+  const int64_t first = suffix ? W - 1 : 0;
+  const int64_t step = suffix ? -1 : 1;
+  T run[R];
+  for (int r = 0; r < R; ++r) {
+    run[r] = xt[first * R + r];
+    st[first * R + r] = run[r];
+  }
+  for (int64_t k = 1; k < W; ++k) {
+    const int64_t o = (first + k * step) * R;
+#pragma omp simd
+    for (int r = 0; r < R; ++r) {
+      run[r] = pool_step(xt[o + r], run[r]);
+      st[o + r] = run[r];
+    }
+  }
+  A acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = A(0);
+  for (int64_t k = W - 1; k >= 1; --k) {
+    const int64_t o = (first + k * step) * R;
+    const int64_t prev = o - step * R;
+#pragma omp simd
+    for (int r = 0; r < R; ++r) {
+      const bool rec = pool_takes(xt[o + r], st[prev + r]);
+      st[o + r] = static_cast<T>(route_step<A>(rec, static_cast<A>(gt[o + r]), acc[r]));
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    st[first * R + r] = static_cast<T>(route_step<A>(true, static_cast<A>(gt[first * R + r]), acc[r]));
   }
 }
 
@@ -199,14 +240,13 @@ inline void horizontal_backward_rows(const T* x, const T* g, T* gin, int64_t W, 
   }
 }
 
-// Scratch of one thread for the horizontal paths: three transposed (W x kRowGroup) blocks and kRowGroup
-// accumulators, plus W accumulators for the vertical backward.
+// Scratch of one thread: three transposed (W x kRowGroup) blocks for the horizontal paths and W accumulators for
+// the vertical backward.
 template <typename T, typename A>
 struct Scratch {
   std::vector<T> xt, gt, st;
   std::vector<A> acc;
-  explicit Scratch(int64_t W)
-      : xt(W * kRowGroup), gt(W * kRowGroup), st(W * kRowGroup), acc(W > kRowGroup ? W : kRowGroup) {}
+  explicit Scratch(int64_t W) : xt(W * kRowGroup), gt(W * kRowGroup), st(W * kRowGroup), acc(W) {}
 };
 
 template <typename T, typename A>
@@ -216,8 +256,7 @@ void horizontal_backward_plane(const T* x, const T* g, T* gin, int64_t H, int64_
   for (; h + kRowGroup <= H; h += kRowGroup) {
     transpose_in<T, kRowGroup>(x + h * W, W, scratch.xt.data());
     transpose_in<T, kRowGroup>(g + h * W, W, scratch.gt.data());
-    vertical_backward_plane<T, A>(scratch.xt.data(), scratch.gt.data(), scratch.st.data(), W, kRowGroup, suffix,
-                                  scratch.acc.data());
+    backward_transposed<T, A, kRowGroup>(scratch.xt.data(), scratch.gt.data(), scratch.st.data(), W, suffix);
     transpose_out<T, kRowGroup, false>(scratch.st.data(), W, gin + h * W);
   }
   for (; h < H; ++h) horizontal_backward_rows<T, A, 1>(x + h * W, g + h * W, gin + h * W, W, suffix);
@@ -248,71 +287,94 @@ void pool_backward_plane(const T* x, const T* g, T* gin, int64_t H, int64_t W, D
 }
 
 // ----------------------------------------------------------------------------------------------------------------
-// Center pool, one plane.
+// Center pool, one plane (columns vectorised over W; rows reduced with kLanes partial results).
 //
 // Forward: out[h, w] = colmax(a)[w] + rowmax(b)[h].
 // Backward: the column sum of g goes to the argmax of the column of a, the row sum of g to the argmax of the row of
 // b; ties go to the largest index (first met scanning from index L-1 with a strict comparison, as
 // bottom(top(a)) / right(left(b)) of the original route them).
 
-// colmax over H (values and argmax), vectorised over W; optionally the column sums of g.
+constexpr int kLanes = 8;
+
+// colmax over H (values only), vectorised over W.
+template <typename T>
+void column_max(const T* a, int64_t H, int64_t W, T* __restrict best) {
+  std::memcpy(best, a + (H - 1) * W, sizeof(T) * W);
+  for (int64_t h = H - 2; h >= 0; --h) {
+    const T* __restrict row = a + h * W;
+    for (int64_t w = 0; w < W; ++w) best[w] = pool_step(row[w], best[w]);
+  }
+}
+
+// colmax over H (values and argmax), vectorised over W, and the column sums of g.
 template <typename T, typename A>
-void column_argmax(const T* a, const T* g, int64_t H, int64_t W, T* best, int32_t* best_idx, A* colsum) {
+void column_argmax(const T* a, const T* g, int64_t H, int64_t W, T* __restrict best, int32_t* __restrict best_idx,
+                   A* __restrict colsum) {
   std::memcpy(best, a + (H - 1) * W, sizeof(T) * W);
   for (int64_t w = 0; w < W; ++w) best_idx[w] = static_cast<int32_t>(H - 1);
   for (int64_t h = H - 2; h >= 0; --h) {
-    const T* row = a + h * W;
+    const T* __restrict row = a + h * W;
     const int32_t hi = static_cast<int32_t>(h);
     for (int64_t w = 0; w < W; ++w) {
-      const bool take = pool_takes(row[w], best[w]);
-      best[w] = take ? row[w] : best[w];
-      best_idx[w] = take ? hi : best_idx[w];
+      const T v = row[w];
+      const T cur = best[w];
+      // all-ones when v takes over: a bit-mask select, which the loop vectoriser accepts next to the float select
+      const int32_t take = -static_cast<int32_t>(pool_takes(v, cur));
+      best[w] = pool_step(v, cur);
+      best_idx[w] = (hi & take) | (best_idx[w] & ~take);
     }
   }
-  if (colsum != nullptr) {
-    for (int64_t w = 0; w < W; ++w) colsum[w] = A(0);
-    for (int64_t h = 0; h < H; ++h) {
-      const T* row = g + h * W;
-      for (int64_t w = 0; w < W; ++w) colsum[w] += static_cast<A>(row[w]);
-    }
+  for (int64_t w = 0; w < W; ++w) colsum[w] = A(0);
+  for (int64_t h = 0; h < H; ++h) {
+    const T* row = g + h * W;
+    for (int64_t w = 0; w < W; ++w) colsum[w] += static_cast<A>(row[w]);
   }
 }
 
-// rowmax over W of one row (values and argmax), scanning from index W-1; optionally the row sum of g.
-template <typename T, typename A>
-inline void row_argmax_single(const T* b, const T* g, int64_t W, T* best, int32_t* best_idx, A* rowsum) {
-  T m = b[W - 1];
-  int32_t idx = static_cast<int32_t>(W - 1);
-  for (int64_t w = W - 2; w >= 0; --w) {
-    const bool take = pool_takes(b[w], m);
-    m = take ? b[w] : m;
-    idx = take ? static_cast<int32_t>(w) : idx;
+// Maximum of a contiguous line (value only): kLanes independent partial maxima, so that the loop vectorises.
+template <typename T>
+inline T line_max(const T* x, int64_t n) {
+  if (n < kLanes) {
+    T m = x[n - 1];
+    for (int64_t i = n - 2; i >= 0; --i) m = pool_step(x[i], m);
+    return m;
   }
-  *best = m;
-  *best_idx = idx;
-  if (rowsum != nullptr) {
-    A s = A(0);
-    for (int64_t w = 0; w < W; ++w) s += static_cast<A>(g[w]);
-    *rowsum = s;
+  T m[kLanes];
+  for (int j = 0; j < kLanes; ++j) m[j] = x[j];
+  int64_t i = kLanes;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) m[j] = pool_step(x[i + j], m[j]);
   }
+  for (; i < n; ++i) m[0] = pool_step(x[i], m[0]);
+  T r = m[0];
+  for (int j = 1; j < kLanes; ++j) r = pool_step(m[j], r);
+  return r;
 }
 
-// rowmax over W (values and argmax) of every row of a plane; optionally the row sums of g. Blocks of kRowGroup rows
-// are transposed and reduced as columns (vectorised over the rows); same tie rule as column_argmax.
+// Sum of a contiguous line in the op-math type, kLanes partial sums.
 template <typename T, typename A>
-void row_argmax(const T* b, const T* g, int64_t H, int64_t W, T* best, int32_t* best_idx, A* rowsum,
-                Scratch<T, A>& scratch) {
-  int64_t h = 0;
-  for (; h + kRowGroup <= H; h += kRowGroup) {
-    transpose_in<T, kRowGroup>(b + h * W, W, scratch.xt.data());
-    if (rowsum != nullptr) transpose_in<T, kRowGroup>(g + h * W, W, scratch.gt.data());
-    column_argmax<T, A>(scratch.xt.data(), scratch.gt.data(), W, kRowGroup, best + h, best_idx + h,
-                        rowsum == nullptr ? nullptr : rowsum + h);
+inline A line_sum(const T* x, int64_t n) {
+  A s[kLanes];
+  for (int j = 0; j < kLanes; ++j) s[j] = A(0);
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) s[j] += static_cast<A>(x[i + j]);
   }
-  for (; h < H; ++h) {
-    row_argmax_single<T, A>(b + h * W, g == nullptr ? nullptr : g + h * W, W, best + h, best_idx + h,
-                            rowsum == nullptr ? nullptr : rowsum + h);
+  for (; i < n; ++i) s[0] += static_cast<A>(x[i]);
+  A r = s[0];
+  for (int j = 1; j < kLanes; ++j) r += s[j];
+  return r;
+}
+
+// Arg-max of a contiguous line under the center tie rule: the element a scan from index n-1 with a strict
+// comparison ends on is the first occurrence of the maximum met from that end, i.e. its largest index.
+template <typename T>
+inline int32_t line_argmax_last(const T* x, int64_t n) {
+  const T m = line_max(x, n);
+  for (int64_t i = n - 1; i >= 0; --i) {
+    if (x[i] == m) return static_cast<int32_t>(i);
   }
+  return static_cast<int32_t>(n - 1);  // unreachable without NaN
 }
 
 // ----------------------------------------------------------------------------------------------------------------
@@ -429,22 +491,18 @@ at::Tensor center_pool_cpu(const at::Tensor& a, const at::Tensor& b) {
   const int64_t NC = ac.size(0) * ac.size(1), H = ac.size(2), W = ac.size(3);
   if (ac.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, ac.scalar_type(), "mmkp_center_pool_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* ap = ac.const_data_ptr<scalar_t>();
     const scalar_t* bp = bc.const_data_ptr<scalar_t>();
     scalar_t* op = out.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, NC, plane_grain(H, W), [&](int64_t begin, int64_t end) {
-      std::vector<scalar_t> colmax(W), rowmax(H);
-      std::vector<int32_t> colidx(W), rowidx(H);
-      Scratch<scalar_t, acc_t> scratch(W);
+      std::vector<scalar_t> colmax(W);
       for (int64_t p = begin; p < end; ++p) {
         const int64_t o = p * H * W;
-        column_argmax<scalar_t, acc_t>(ap + o, nullptr, H, W, colmax.data(), colidx.data(), nullptr);
-        row_argmax<scalar_t, acc_t>(bp + o, nullptr, H, W, rowmax.data(), rowidx.data(), nullptr, scratch);
+        column_max(ap + o, H, W, colmax.data());
         const scalar_t* cm = colmax.data();
         for (int64_t h = 0; h < H; ++h) {
+          const scalar_t rm = line_max(bp + o + h * W, W);
           scalar_t* orow = op + o + h * W;
-          const scalar_t rm = rowmax[h];
           for (int64_t w = 0; w < W; ++w) orow[w] = cm[w] + rm;
         }
       }
@@ -473,18 +531,19 @@ std::tuple<at::Tensor, at::Tensor> center_pool_backward_cpu(const at::Tensor& gr
     scalar_t* gap = ga.mutable_data_ptr<scalar_t>();
     scalar_t* gbp = gb.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, NC, plane_grain(H, W), [&](int64_t begin, int64_t end) {
-      std::vector<scalar_t> colmax(W), rowmax(H);
-      std::vector<int32_t> colidx(W), rowidx(H);
-      std::vector<acc_t> colsum(W), rowsum(H);
-      Scratch<scalar_t, acc_t> scratch(W);
+      std::vector<scalar_t> colmax(W);
+      std::vector<int32_t> colidx(W);
+      std::vector<acc_t> colsum(W);
       for (int64_t p = begin; p < end; ++p) {
         const int64_t o = p * H * W;
         column_argmax<scalar_t, acc_t>(ap + o, gp + o, H, W, colmax.data(), colidx.data(), colsum.data());
-        row_argmax<scalar_t, acc_t>(bp + o, gp + o, H, W, rowmax.data(), rowidx.data(), rowsum.data(), scratch);
         std::memset(static_cast<void*>(gap + o), 0, sizeof(scalar_t) * H * W);
-        std::memset(static_cast<void*>(gbp + o), 0, sizeof(scalar_t) * H * W);
         for (int64_t w = 0; w < W; ++w) gap[o + colidx[w] * W + w] = static_cast<scalar_t>(colsum[w]);
-        for (int64_t h = 0; h < H; ++h) gbp[o + h * W + rowidx[h]] = static_cast<scalar_t>(rowsum[h]);
+        for (int64_t h = 0; h < H; ++h) {
+          const int64_t r = o + h * W;
+          std::memset(static_cast<void*>(gbp + r), 0, sizeof(scalar_t) * W);
+          gbp[r + line_argmax_last(bp + r, W)] = static_cast<scalar_t>(line_sum<scalar_t, acc_t>(gp + r, W));
+        }
       }
     });
   });
