@@ -8,7 +8,8 @@
 //   over W (the running maxima live in the previous output row).
 // * Along W (left/right) a scan along a row is a dependency chain; instead, blocks of kRowGroup rows are transposed
 //   into a small (W x kRowGroup) buffer that stays in L1, scanned there like a vertical plane (vectorised over the
-//   kRowGroup rows), and transposed back. Leftover rows (H % kRowGroup) use a plain sequential scan.
+//   kRowGroup rows), and transposed back (float32: 4 x 4 SSE tile transposes). Leftover rows (H % kRowGroup) use a
+//   plain sequential scan.
 // * Backward recomputes the running maxima (no index tensor is stored): pass 1 writes them into grad_in (they are
 //   elements of x, hence exact in any dtype), pass 2 walks in reverse scan order, finds the "records" and routes
 //   the accumulated output gradients to them (route_step), overwriting the scratch as it goes. Each element of
@@ -20,6 +21,10 @@
 #include <torch/library.h>
 
 #include <cstring>
+#if defined(__SSE2__) && !defined(MMKP_NO_SSE_TRANSPOSE)
+#include <emmintrin.h>
+#include <xmmintrin.h>
+#endif
 #include <tuple>
 #include <vector>
 
@@ -140,6 +145,74 @@ inline void transpose_out(const T* __restrict src, int64_t W, T* __restrict dst)
     }
   }
 }
+
+#if defined(__SSE2__) && !defined(MMKP_NO_SSE_TRANSPOSE)
+// float32 blocks: 4 x 4 tiles transposed in SSE registers (about twice the speed of the element loops above, which
+// gcc leaves scalar); the columns left over (W % 4) take the element loops.
+template <>
+inline void transpose_in<float, 8>(const float* __restrict src, int64_t W, float* __restrict dst) {
+  int64_t w = 0;
+  for (; w + 4 <= W; w += 4) {
+    for (int r = 0; r < 8; r += 4) {
+      __m128 a = _mm_loadu_ps(src + (r + 0) * W + w), b = _mm_loadu_ps(src + (r + 1) * W + w);
+      __m128 c = _mm_loadu_ps(src + (r + 2) * W + w), d = _mm_loadu_ps(src + (r + 3) * W + w);
+      _MM_TRANSPOSE4_PS(a, b, c, d);
+      _mm_storeu_ps(dst + (w + 0) * 8 + r, a);
+      _mm_storeu_ps(dst + (w + 1) * 8 + r, b);
+      _mm_storeu_ps(dst + (w + 2) * 8 + r, c);
+      _mm_storeu_ps(dst + (w + 3) * 8 + r, d);
+    }
+  }
+  for (int r = 0; r < 8; ++r) {
+    for (int64_t v = w; v < W; ++v) dst[v * 8 + r] = src[r * W + v];
+  }
+}
+
+template <bool kAccumulate>
+inline void transpose_out_f32x8(const float* __restrict src, int64_t W, float* __restrict dst) {
+  int64_t w = 0;
+  for (; w + 4 <= W; w += 4) {
+    for (int r = 0; r < 8; r += 4) {
+      __m128 a = _mm_loadu_ps(src + (w + 0) * 8 + r), b = _mm_loadu_ps(src + (w + 1) * 8 + r);
+      __m128 c = _mm_loadu_ps(src + (w + 2) * 8 + r), d = _mm_loadu_ps(src + (w + 3) * 8 + r);
+      _MM_TRANSPOSE4_PS(a, b, c, d);
+      float* o0 = dst + (r + 0) * W + w;
+      float* o1 = dst + (r + 1) * W + w;
+      float* o2 = dst + (r + 2) * W + w;
+      float* o3 = dst + (r + 3) * W + w;
+      if (kAccumulate) {
+        a = _mm_add_ps(_mm_loadu_ps(o0), a);
+        b = _mm_add_ps(_mm_loadu_ps(o1), b);
+        c = _mm_add_ps(_mm_loadu_ps(o2), c);
+        d = _mm_add_ps(_mm_loadu_ps(o3), d);
+      }
+      _mm_storeu_ps(o0, a);
+      _mm_storeu_ps(o1, b);
+      _mm_storeu_ps(o2, c);
+      _mm_storeu_ps(o3, d);
+    }
+  }
+  for (int r = 0; r < 8; ++r) {
+    for (int64_t v = w; v < W; ++v) {
+      if (kAccumulate) {
+        dst[r * W + v] += src[v * 8 + r];
+      } else {
+        dst[r * W + v] = src[v * 8 + r];
+      }
+    }
+  }
+}
+
+template <>
+inline void transpose_out<float, 8, false>(const float* __restrict src, int64_t W, float* __restrict dst) {
+  transpose_out_f32x8<false>(src, W, dst);
+}
+
+template <>
+inline void transpose_out<float, 8, true>(const float* __restrict src, int64_t W, float* __restrict dst) {
+  transpose_out_f32x8<true>(src, W, dst);
+}
+#endif  // __SSE2__
 
 // In-place running max in scan order over the W "rows" of a transposed (W x R) block. The maxima are carried in
 // registers and every row step is one vector operation (`omp simd`: gcc does not vectorise the fixed-width select
