@@ -114,20 +114,28 @@ def draw_gaussians(heatmap: Tensor, plane: Tensor, center_x: Tensor, center_y: T
     # A window never needs to be larger than the map.
     span_y = min(max_r, height - 1)
     span_x = min(max_r, width - 1)
-    dy = torch.arange(-span_y, span_y + 1, device=heatmap.device)
-    dx = torch.arange(-span_x, span_x + 1, device=heatmap.device)
-    r = radius.view(num, 1, 1)
+    device = heatmap.device
+    dy = torch.arange(-span_y, span_y + 1, device=device)
+    dx = torch.arange(-span_x, span_x + 1, device=device)
+    # One kernel per distinct radius (few), computed in float64 as the originals, then looked up per keypoint.
+    radii, which = torch.unique(radius, return_inverse=True)
+    r = radii.view(-1, 1, 1)
     sigma = (2 * r + 1).double() / sigma_factor
     dist2 = (dy.view(1, -1, 1)**2 + dx.view(1, 1, -1)**2).double()
-    gauss = torch.exp(-dist2 / (2 * sigma * sigma))
-    gauss = torch.where(gauss < torch.finfo(torch.float64).eps, torch.zeros_like(gauss), gauss)
-    ys = center_y.view(num, 1, 1) + dy.view(1, -1, 1)
-    xs = center_x.view(num, 1, 1) + dx.view(1, 1, -1)
-    valid = ((dy.view(1, -1, 1).abs() <= r) & (dx.view(1, 1, -1).abs() <= r) & (ys >= 0) & (ys < height) &
-             (xs >= 0) & (xs < width))
-    flat_index = (plane.view(num, 1, 1) * height + ys) * width + xs
-    heatmap.view(-1).scatter_reduce_(
-        0, flat_index[valid], gauss[valid].to(heatmap.dtype), reduce='amax', include_self=True)
+    kernels = torch.exp(-dist2 / (2 * sigma * sigma))
+    kernels = torch.where(kernels < torch.finfo(torch.float64).eps, torch.zeros_like(kernels), kernels)
+    # outside its radius a window entry is -inf, which the max-blend ignores
+    inside = (dy.view(1, -1, 1).abs() <= r) & (dx.view(1, 1, -1).abs() <= r)
+    kernels = torch.where(inside, kernels.to(heatmap.dtype), torch.full_like(kernels, float('-inf'),
+                                                                             dtype=heatmap.dtype))
+    ys = center_y.view(num, 1) + dy.view(1, -1)  # (N, Wy)
+    xs = center_x.view(num, 1) + dx.view(1, -1)  # (N, Wx)
+    valid = ((ys >= 0) & (ys < height)).unsqueeze(2) & ((xs >= 0) & (xs < width)).unsqueeze(1)
+    values = torch.where(valid, kernels[which], torch.full((), float('-inf'), dtype=heatmap.dtype, device=device))
+    # cells off the map are redirected to an in-map cell with value -inf (no effect), so no masking is needed
+    flat_index = (plane.view(num, 1, 1) * height + ys.clamp(0, height - 1).unsqueeze(2)) * width + \
+        xs.clamp(0, width - 1).unsqueeze(1)
+    heatmap.view(-1).scatter_reduce_(0, flat_index.view(-1), values.view(-1), reduce='amax', include_self=True)
     return heatmap
 
 
