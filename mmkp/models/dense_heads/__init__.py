@@ -5,3 +5,6 @@ __all__ = ['CenterHeatmapHead']
 from .fcos_point_head import FCOSPointHead, original_fcos_key_map  # noqa: E402
 
 __all__ += ['FCOSPointHead', 'original_fcos_key_map']
+from .corner_pool_head import CornerPoolHead  # noqa: E402
+
+__all__ += ['CornerPoolHead']

@@ -1,0 +1,4 @@
+"""Test-time augmentation models (registered in ``MODELS``)."""
+from .corner_tta import CornerNetTTAModel
+
+__all__ = ['CornerNetTTAModel']
