@@ -2,3 +2,6 @@
 from .color import RandomColorJitter, RandomPCALighting
 
 __all__ = ['RandomColorJitter', 'RandomPCALighting']
+from .corner_crop import CornerNetRandomCrop  # noqa: E402
+
+__all__ += ['CornerNetRandomCrop']
