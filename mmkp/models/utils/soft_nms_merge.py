@@ -57,7 +57,9 @@ def soft_nms_merge(bboxes: Tensor,
         x1, y1 = sum(x1_j, y1_j * tl_j * mw_kj) / sum(tl_j * mw_kj)
         x2, y2 = sum(x2_j, y2_j * br_j * mw_kj) / sum(br_j * mw_kj)
 
-    over j in {k} (mw = 1) and its contributors, with the corner scores tl_j, br_j of the pairs. "Alive at k's turn"
+    over j in {k} (mw = 1) and its contributors, with the corner scores tl_j, br_j of the pairs (a corner whose
+    weights sum to 0 -- a score that underflowed to 0 and nothing merged -- keeps its own coordinates, where the
+    original divides 0 by 0). "Alive at k's turn"
     follows from the soft-NMS itself: kept boxes are selected in order of decreasing final score, and a box's score at
     the start of turn r is its score times the weights of the boxes selected before; it was discarded once that fell
     below ``min_score``. Done in row blocks of at most ``max_elements`` (kept x all) entries, no loop over boxes.
@@ -126,7 +128,13 @@ def soft_nms_merge(bboxes: Tensor,
         y1 = (boxes[rows, 1] * tl_w[rows] + mw_tl @ boxes[:, 1]) / den_tl
         x2 = (boxes[rows, 2] * br_w[rows] + mw_br @ boxes[:, 2]) / den_br
         y2 = (boxes[rows, 3] * br_w[rows] + mw_br @ boxes[:, 3]) / den_br
-        merged.append(torch.stack([x1, y1, x2, y2], -1))
+        # a corner score of exactly 0 (sigmoid underflow) with nothing merged: 0 / 0, keep the box's own corner
+        tl_ok, br_ok = (den_tl > 0).unsqueeze(1), (den_br > 0).unsqueeze(1)
+        merged.append(
+            torch.cat([
+                torch.where(tl_ok, torch.stack([x1, y1], -1), boxes[rows, :2]),
+                torch.where(br_ok, torch.stack([x2, y2], -1), boxes[rows, 2:])
+            ], -1))
         score_now = score_now * weight.prod(0)
     return torch.cat(merged).to(bboxes.dtype), kept_scores, keep
 

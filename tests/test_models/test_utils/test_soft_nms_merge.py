@@ -95,6 +95,17 @@ def test_isolated_boxes_are_unchanged():
     assert torch.equal(merged, boxes[keep]) and torch.equal(kept_scores, scores)
 
 
+def test_zero_corner_scores_keep_the_box():
+    boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 11., 11.], [50., 50., 60., 60.]])
+    scores = torch.tensor([0.9, 0.5, 0.4])
+    tl = torch.tensor([0.0, 0.0, 0.0])  # sigmoid underflow: nothing to weight the top-left corners with
+    br = torch.tensor([0.9, 0.8, 0.7])
+    merged, _, keep = soft_nms_merge(boxes, scores, torch.zeros(3, dtype=torch.long), tl, br)
+    assert torch.isfinite(merged).all()
+    assert torch.equal(merged[:, :2], boxes[keep, :2])
+    assert (merged[0, 2:] > boxes[0, 2:]).all()  # the bottom-right corner is still merged
+
+
 def test_corner_nms_keeps_the_kept_set_and_the_best():
     boxes, scores, labels, tl, br = clustered_boxes(num=200)
     results = InstanceData(bboxes=boxes, scores=scores, labels=labels, tl_scores=tl, br_scores=br)
