@@ -111,12 +111,19 @@ MMKP_HOST_DEVICE inline BilinearTap saccade_tap(int64_t o, float start, float si
   return tap;
 }
 
-// Bilinear blend in F.interpolate's order: wy0 * (wx0 * v00 + wx1 * v01) + wy1 * (wx0 * v10 + wx1 * v11).
+// One linear interpolation between two taps: w0 * v0 + w1 * v1.
+template <typename A>
+MMKP_HOST_DEVICE inline A lerp_taps(A w0, A v0, A w1, A v1) {
+  return w0 * v0 + w1 * v1;
+}
+
+// Bilinear blend in F.interpolate's order: wy0 * (wx0 * v00 + wx1 * v01) + wy1 * (wx0 * v10 + wx1 * v11), i.e.
+// along x first, then along y (the CPU kernel runs the two lerp_taps passes separately, in the same order).
 template <typename A>
 MMKP_HOST_DEVICE inline A bilinear_blend(const BilinearTap& ty, const BilinearTap& tx, A v00, A v01, A v10, A v11) {
-  const A wy0 = static_cast<A>(ty.w0), wy1 = static_cast<A>(ty.w1);
   const A wx0 = static_cast<A>(tx.w0), wx1 = static_cast<A>(tx.w1);
-  return wy0 * (wx0 * v00 + wx1 * v01) + wy1 * (wx0 * v10 + wx1 * v11);
+  return lerp_taps(static_cast<A>(ty.w0), lerp_taps(wx0, v00, wx1, v01), static_cast<A>(ty.w1),
+                   lerp_taps(wx0, v10, wx1, v11));
 }
 
 // The four backward weights (d out / d v00, v01, v10, v11) of `bilinear_blend`.

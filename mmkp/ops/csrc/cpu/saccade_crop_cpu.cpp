@@ -2,9 +2,15 @@
 // prepare_images, re-expressed as one bilinear resampling per crop; see csrc/common/mmkp_common.h and
 // mmkp/ops/saccade_crop.py for the exact convention).
 //
-// Forward: parallel over (crop, channel) planes; the taps of every crop row / column are computed once per crop.
-// Backward: parallel over image planes (n, c); each walks the crops taken from image n in order and scatter-adds
-// into its own plane, so the result is deterministic and race-free even when crops overlap.
+// The resampling is separable and its taps are monotone in the crop pixel, so each (crop, channel) plane is walked
+// row by row with a two-slot cache of source rows already interpolated along x (lerp_taps over the x taps); an
+// output row is then one vectorised lerp_taps of two cached rows along y. The arithmetic and its order are those
+// of bilinear_blend (x first, then y), which the CUDA kernel evaluates per pixel.
+//
+// Forward: parallel over (crop, channel) planes. Backward: parallel over image planes (n, c); each walks the crops
+// taken from image n in order, accumulates the y-weighted output gradients of a source row in a row slot, and
+// scatters the slot along x when the walk leaves that row; so the result is deterministic and race-free even when
+// crops overlap.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -12,6 +18,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 #include "common/mmkp_common.h"
@@ -33,6 +40,36 @@ std::vector<BilinearTap> crop_taps(const float* windows, int64_t K, int64_t out_
     }
   });
   return taps;
+}
+
+// x taps of one crop as arrays (indices, weights in the op-math type; zero weights outside the image).
+template <typename A>
+struct XTaps {
+  std::vector<int64_t> i0, i1;
+  std::vector<A> w0, w1;
+  std::vector<char> valid;
+  explicit XTaps(int64_t n) : i0(n), i1(n), w0(n), w1(n), valid(n) {}
+  void load(const BilinearTap* taps, int64_t n) {
+    for (int64_t o = 0; o < n; ++o) {
+      i0[o] = taps[o].i0;
+      i1[o] = taps[o].i1;
+      w0[o] = static_cast<A>(taps[o].w0);
+      w1[o] = static_cast<A>(taps[o].w1);
+      valid[o] = taps[o].valid;
+    }
+  }
+};
+
+// tmp[o] = wx0[o] * row[i0[o]] + wx1[o] * row[i1[o]]
+template <typename T, typename A>
+inline void lerp_row_x(const T* row, const XTaps<A>& tx, int64_t n, A* tmp) {
+  const int64_t* i0 = tx.i0.data();
+  const int64_t* i1 = tx.i1.data();
+  const A* w0 = tx.w0.data();
+  const A* w1 = tx.w1.data();
+  for (int64_t o = 0; o < n; ++o) {
+    tmp[o] = lerp_taps(w0[o], static_cast<A>(row[i0[o]]), w1[o], static_cast<A>(row[i1[o]]));
+  }
 }
 
 void check_inds_cpu(const at::Tensor& inds, int64_t N) {
@@ -61,29 +98,50 @@ at::Tensor saccade_crop_cpu(const at::Tensor& images, const at::Tensor& image_in
     scalar_t* dst = out.mutable_data_ptr<scalar_t>();
     const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / (out_size * out_size));
     at::parallel_for(0, K * C, grain, [&](int64_t begin, int64_t end) {
+      XTaps<acc_t> tx(out_size);
+      std::vector<acc_t> buf0(out_size), buf1(out_size);
+      int64_t loaded_k = -1;
       for (int64_t kc = begin; kc < end; ++kc) {
         const int64_t k = kc / C, c = kc % C;
+        if (k != loaded_k) {
+          tx.load(taps.data() + (k * 2 + 1) * out_size, out_size);
+          loaded_k = k;
+        }
         const scalar_t* plane = src + (ip[k] * C + c) * H * W;
         const BilinearTap* ty = taps.data() + (k * 2 + 0) * out_size;
-        const BilinearTap* tx = taps.data() + (k * 2 + 1) * out_size;
         scalar_t* o = dst + kc * out_size * out_size;
+        acc_t* t0 = buf0.data();
+        acc_t* t1 = buf1.data();
+        int64_t id0 = -1, id1 = -1;  // source rows held by t0 / t1
         for (int64_t oy = 0; oy < out_size; ++oy) {
           scalar_t* orow = o + oy * out_size;
           if (!ty[oy].valid) {
-            for (int64_t ox = 0; ox < out_size; ++ox) orow[ox] = scalar_t(0);
+            std::fill(orow, orow + out_size, scalar_t(0));
             continue;
           }
-          const scalar_t* r0 = plane + ty[oy].i0 * W;
-          const scalar_t* r1 = plane + ty[oy].i1 * W;
-          for (int64_t ox = 0; ox < out_size; ++ox) {
-            const BilinearTap& t = tx[ox];
-            if (!t.valid) {
-              orow[ox] = scalar_t(0);
-              continue;
+          const int64_t r0 = ty[oy].i0, r1 = ty[oy].i1;
+          if (id0 != r0) {
+            if (id1 == r0) {
+              std::swap(t0, t1);
+              std::swap(id0, id1);
+            } else {
+              lerp_row_x(plane + r0 * W, tx, out_size, t0);
+              id0 = r0;
             }
-            orow[ox] = static_cast<scalar_t>(bilinear_blend<acc_t>(
-                ty[oy], t, static_cast<acc_t>(r0[t.i0]), static_cast<acc_t>(r0[t.i1]), static_cast<acc_t>(r1[t.i0]),
-                static_cast<acc_t>(r1[t.i1])));
+          }
+          const acc_t* s1 = t0;
+          if (r1 != r0) {
+            if (id1 != r1) {
+              lerp_row_x(plane + r1 * W, tx, out_size, t1);
+              id1 = r1;
+            }
+            s1 = t1;
+          }
+          const acc_t wy0 = static_cast<acc_t>(ty[oy].w0), wy1 = static_cast<acc_t>(ty[oy].w1);
+          const char* vx = tx.valid.data();
+          for (int64_t ox = 0; ox < out_size; ++ox) {
+            const acc_t v = lerp_taps(wy0, t0[ox], wy1, s1[ox]);
+            orow[ox] = vx[ox] ? static_cast<scalar_t>(v) : scalar_t(0);
           }
         }
       }
@@ -121,31 +179,60 @@ at::Tensor saccade_crop_backward_cpu(const at::Tensor& grad_out, const at::Tenso
     acc_t* dst = gacc.mutable_data_ptr<acc_t>();
     const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, K * out_size * out_size));
     at::parallel_for(0, N * C, grain, [&](int64_t begin, int64_t end) {
+      XTaps<acc_t> tx(out_size);
+      std::vector<acc_t> buf0(out_size), buf1(out_size);
       for (int64_t nc = begin; nc < end; ++nc) {
         const int64_t n = nc / C, c = nc % C;
         acc_t* plane = dst + nc * H * W;
         for (int64_t k = 0; k < K; ++k) {
           if (ip[k] != n) continue;
+          tx.load(taps.data() + (k * 2 + 1) * out_size, out_size);
           const BilinearTap* ty = taps.data() + (k * 2 + 0) * out_size;
-          const BilinearTap* tx = taps.data() + (k * 2 + 1) * out_size;
           const scalar_t* gk = g + (k * C + c) * out_size * out_size;
+          acc_t* a0 = buf0.data();
+          acc_t* a1 = buf1.data();
+          int64_t id0 = -1, id1 = -1;  // source rows whose y-weighted gradients a0 / a1 accumulate
+          // scatter a row slot along x into the image plane (transpose of lerp_row_x), then clear it
+          auto flush = [&](int64_t row, acc_t* acc) {
+            if (row < 0) return;
+            acc_t* prow = plane + row * W;
+            for (int64_t ox = 0; ox < out_size; ++ox) {
+              if (!tx.valid[ox]) continue;
+              prow[tx.i0[ox]] += tx.w0[ox] * acc[ox];
+              prow[tx.i1[ox]] += tx.w1[ox] * acc[ox];
+            }
+            std::fill(acc, acc + out_size, acc_t(0));
+          };
+          std::fill(a0, a0 + out_size, acc_t(0));
+          std::fill(a1, a1 + out_size, acc_t(0));
           for (int64_t oy = 0; oy < out_size; ++oy) {
             if (!ty[oy].valid) continue;
-            acc_t* r0 = plane + ty[oy].i0 * W;
-            acc_t* r1 = plane + ty[oy].i1 * W;
-            const scalar_t* grow = gk + oy * out_size;
-            for (int64_t ox = 0; ox < out_size; ++ox) {
-              const BilinearTap& t = tx[ox];
-              if (!t.valid) continue;
-              acc_t w[4];
-              bilinear_grad_weights<acc_t>(ty[oy], t, w);
-              const acc_t gv = static_cast<acc_t>(grow[ox]);
-              r0[t.i0] += w[0] * gv;
-              r0[t.i1] += w[1] * gv;
-              r1[t.i0] += w[2] * gv;
-              r1[t.i1] += w[3] * gv;
+            // rows are non-decreasing in oy: a row that leaves the slots is never referenced again
+            const int64_t r0 = ty[oy].i0, r1 = ty[oy].i1;
+            if (id0 != r0) {
+              if (id1 == r0) {
+                std::swap(a0, a1);
+                std::swap(id0, id1);
+              } else {
+                flush(id0, a0);
+                id0 = r0;
+              }
             }
+            acc_t* s1 = a0;
+            if (r1 != r0) {
+              if (id1 != r1) {
+                flush(id1, a1);
+                id1 = r1;
+              }
+              s1 = a1;
+            }
+            const acc_t wy0 = static_cast<acc_t>(ty[oy].w0), wy1 = static_cast<acc_t>(ty[oy].w1);
+            const scalar_t* grow = gk + oy * out_size;
+            for (int64_t ox = 0; ox < out_size; ++ox) a0[ox] += wy0 * static_cast<acc_t>(grow[ox]);
+            for (int64_t ox = 0; ox < out_size; ++ox) s1[ox] += wy1 * static_cast<acc_t>(grow[ox]);
           }
+          flush(id0, a0);
+          flush(id1, a1);
         }
       }
     });
