@@ -49,10 +49,15 @@ $(DEPS_STAMP): requirements/build.txt requirements/mminstall.txt requirements/ru
 	$(PY) -c "import mmcv._ext, mmcv.ops, mmdet, mim; print('mmcv', mmcv.__version__, 'with ops; mmdet', mmdet.__version__)"
 	touch $@
 
-# mmkp itself, editable (setup.py develop: mmkp/.mim links configs and tools for mim), with its compiled ops.
+# mmkp itself, editable, with its compiled ops (mmkp/_ext*.so) and mmkp/.mim (links to configs/ and tools/).
+# mim and mmengine look for an installed package at <dist location>/mmkp, which a PEP 660 editable install (the
+# only kind setuptools >= 80 makes) does not create: a link site-packages/mmkp -> ./mmkp gives them the checkout.
 $(INSTALL_STAMP): $(DEPS_STAMP) setup.py $(EXT_SOURCES)
 	$(PIP) install -q --no-build-isolation --no-deps -e .
-	$(PY) -c "import mmkp; print('mmkp', mmkp.__version__)"
+	$(PY) setup.py -q build_ext --inplace
+	ln -sfn "$(CURDIR)/mmkp" "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/mmkp"
+	$(PY) -c "import mmkp, mmkp.ops; from mim.utils import get_installed_path as p; import os; \
+	assert os.path.isdir(os.path.join(p('mmkp'), '.mim', 'configs')); print('mmkp', mmkp.__version__)"
 	touch $@
 
 install: $(INSTALL_STAMP)

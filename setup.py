@@ -85,8 +85,14 @@ def get_extensions():
     sources = sorted(glob.glob(osp.join(csrc, '*.cpp')) + glob.glob(osp.join(csrc, 'cpu', '*.cpp')))
     if not sources:
         return []
-    import torch
-    from torch.utils.cpp_extension import CppExtension, CUDAExtension
+    try:
+        import torch
+        from torch.utils.cpp_extension import CppExtension, CUDAExtension
+    except ImportError:
+        # An isolated build (pip without --no-build-isolation) has no torch: build without the ops, loudly.
+        warnings.warn('torch is not importable in this build environment: mmkp._ext (compiled ops) is NOT built; '
+                      'install torch first and use `pip install --no-build-isolation`')
+        return []
 
     define_macros = []
     # No -std flag: torch's build helper adds the C++ standard its headers need (c++20 for torch 2.13,

@@ -10,6 +10,7 @@ The fix here keeps the safety check and allowlists exactly the types such checkp
 The list was read off checkpoints written by ``Runner.save_checkpoint`` with
 ``torch.serialization.get_unsafe_globals_in_checkpoint``; ``tests/test_utils/test_checkpoint.py`` re-checks it.
 """
+import pickle
 from typing import List
 
 import numpy as np
@@ -38,7 +39,28 @@ def _numpy_globals() -> List[object]:
     return entries
 
 
-CHECKPOINT_SAFE_GLOBALS: List[object] = [HistoryBuffer] + _numpy_globals()
+#: the statistics methods HistoryBuffer registers on construction (``_set_default_statistics``)
+_HISTORY_BUFFER_STATISTICS = frozenset({'min', 'max', 'current', 'mean'})
+
+
+def history_buffer_method(owner: type, name: str):
+    """Stand-in for ``builtins.getattr`` when unpickling: only ``HistoryBuffer``'s statistics methods.
+
+    ``HistoryBuffer`` keeps its statistics methods (``min``, ``max``, ``current``, ``mean`` and any registered with
+    ``HistoryBuffer.register_statistics``) in a dict, which pickle (protocol 2, as ``torch.save`` uses) writes as
+    ``getattr(HistoryBuffer, 'min')``. Allowlisting ``getattr`` itself would let a checkpoint reach any attribute of
+    any allowed object (and from there, code); this function resolves exactly those methods and refuses the rest.
+
+    Raises:
+        pickle.UnpicklingError: for any other (object, attribute) pair.
+    """
+    if owner is HistoryBuffer and name in _HISTORY_BUFFER_STATISTICS | set(HistoryBuffer._statistics_methods):
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(f'mmkp checkpoint allowlist: getattr({owner!r}, {name!r}) is not allowed')
+
+
+CHECKPOINT_SAFE_GLOBALS: List[object] = [HistoryBuffer, (history_buffer_method, 'builtins.getattr')
+                                         ] + _numpy_globals()
 
 
 def register_checkpoint_safe_globals() -> None:

@@ -38,9 +38,13 @@ def setup_cpu_distributed(launcher: str, cfg=None) -> bool:
     if not dist.is_initialized():
         dist.init_process_group(backend='gloo')
     if cfg is not None:
-        wrapper = dict(cfg.get('model_wrapper_cfg', None) or {})
+        wrapper = cfg.get('model_wrapper_cfg', None)
+        if wrapper is None:  # what the Runner builds by default, minus device_ids
+            wrapper = dict(broadcast_buffers=False, find_unused_parameters=cfg.get('find_unused_parameters', False))
+        wrapper = dict(wrapper)
         if wrapper.get('type', 'MMDistributedDataParallel') == 'MMDistributedDataParallel':
-            wrapper['type'] = 'CPUDistributedDataParallel'
+            # the Runner looks the type up in mmengine's root registry: name mmdet's scope, where mmkp registers
+            wrapper['type'] = 'mmdet.CPUDistributedDataParallel'
         cfg.model_wrapper_cfg = wrapper
         env_cfg = cfg.get('env_cfg', {})
         env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
