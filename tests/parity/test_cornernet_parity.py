@@ -74,8 +74,8 @@ def mmdet_to_mmkp_key(key):
     return '.'.join(parts)
 
 
-@pytest.fixture(scope='module')
-def models():
+def build_models():
+    """mmdet's CornerNet and mmkp's, shrunk alike, with mmdet's (randomised) weights copied into mmkp's."""
     register_all_modules(init_default_scope=False)
     cfg = get_config('mmdet::cornernet/cornernet_hourglass104_8xb6-210e-mstest_coco.py')
     mmdet_cfg = copy.deepcopy(cfg.model)
@@ -105,6 +105,11 @@ def models():
     assert set(state) == ours_keys, (sorted(set(state) - ours_keys)[:5], sorted(ours_keys - set(state))[:5])
     ours.load_state_dict(state, strict=True)
     return ref, ours
+
+
+@pytest.fixture(scope='module')
+def models():
+    return build_models()
 
 
 def batch(num=2, size=127):
