@@ -226,3 +226,18 @@ def test_bad_config_and_input_raise():
     with pytest.raises(ValueError, match='num_stacks=2 but got 1'):
         head(feats[:1])
     assert isinstance(head.test_cfg, (type(None), dict, ConfigDict))
+
+
+def test_images_without_objects():
+    """The COCO configs train on every image (``filter_empty_gt=False``): empty images give heatmap losses only."""
+    torch.manual_seed(0)
+    head = CornerPoolHead(**SMALL_HEAD)
+    feats, gts, metas = small_inputs()
+    empty = InstanceData(bboxes=torch.zeros((0, 4)), labels=torch.zeros((0, ), dtype=torch.long))
+    for batch_gts in ([empty, empty], [gts[0], empty]):
+        losses = head.loss_by_feat(*head(feats), batch_gts, metas)
+        assert all(torch.isfinite(v) for v in losses.values())
+        sum(losses.values()).backward()
+        if batch_gts[0] is empty:
+            assert losses['loss_pull'] == 0 and losses['loss_push'] == 0 and losses['loss_offset'] == 0
+            assert losses['loss_heatmap'] > 0
