@@ -86,3 +86,27 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
     checkpoint=dict(type='CheckpointHook', interval=max_epochs, max_keep_ckpts=1))
 env_cfg = dict(cudnn_benchmark=False)
+
+# `tools/test.py --tta`: the original's flip test (image + flipped image, raw pairs pooled, one soft-NMS).
+tta_model = dict(
+    type='CornerNetTTAModel',
+    tta_cfg=dict(
+        nms=dict(type='soft_nms', iou_threshold=0.5, sigma=0.5, min_score=0.001, method='gaussian', offset=1),
+        max_per_img=100))
+tta_pipeline = [
+    dict(type='LoadImageFromFile', to_float32=True),
+    dict(
+        type='TestTimeAug',
+        transforms=[
+            [dict(type='Resize', scale=img_scale, keep_ratio=True)],
+            [dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)],
+            [test_pipeline[2]],
+            [dict(type='LoadAnnotations', with_bbox=True)],
+            [
+                dict(
+                    type='PackDetInputs',
+                    meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip',
+                               'flip_direction', 'border'))
+            ]
+        ])
+]
