@@ -19,6 +19,20 @@ CONFIGS = sorted(p for p in glob.glob(osp.join(REPO, 'configs', '**', '*.py'), r
 #: cfg-options per config file name, applied after the generic reductions.
 SMOKE_OVERRIDES = {}
 
+# FCOS paper configs (configs/fcos): the input 1333 x 800 -> 320 x 192 for the CPU run; backbones, heads and
+# schedules stay as configured.
+_FCOS_SMALL = {
+    'train_dataloader.dataset.pipeline.2.scale': (320, 192),
+    'val_dataloader.dataset.pipeline.1.scale': (320, 192),
+    'test_dataloader.dataset.pipeline.1.scale': (320, 192),
+}
+_FCOS_SMALL_MS = dict(_FCOS_SMALL, **{'train_dataloader.dataset.pipeline.2.scale': [(320, 160), (320, 192)]})
+SMOKE_OVERRIDES.update({
+    f'fcos{imprv}_r{depth}-caffe_fpn_gn-head_8xb2-{schedule}_coco.py': options
+    for imprv in ('', '-imprv') for depth in (50, 101)
+    for schedule, options in (('1x', _FCOS_SMALL), ('ms-640-800-2x', _FCOS_SMALL_MS))
+})
+
 
 def _strip_pretrained(node):
     """Remove ``init_cfg=dict(type='Pretrained', ...)`` everywhere: no weight downloads here."""

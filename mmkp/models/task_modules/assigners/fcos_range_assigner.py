@@ -243,30 +243,32 @@ class FCOSRangeAssigner:
             ok_x = inside_x & (max_x <= hi_t) & sorted_valid[:, None, :]
             ok_y = inside_y & (max_y <= hi_t)
             valid = ok_x[:, None, :, :] & ok_y[:, :, None, :]  # (B, H, W, G) bool
-            low_x, low_y = max_x >= lo_t, max_y >= lo_t
-            if not bool(low_x.all()):
-                valid &= low_x[:, None, :, :] | low_y[:, :, None, :]
+            if lo > 0:  # for lo <= 0 the test is implied: inside (either way) means max(l, t, r, b) > 0
+                valid &= (max_x >= lo_t)[:, None, :, :] | (max_y >= lo_t)[:, :, None, :]
             is_found, first = valid.view(torch.uint8).max(dim=-1)  # first True along G (in area order)
             first_sorted.append(first.flatten(1))
             found.append(is_found.flatten(1).bool())
             del valid
-        first_sorted = torch.cat(first_sorted, dim=1)  # (B, N)
-        found = torch.cat(found, dim=1)
-        gt_inds = order.gather(1, first_sorted)
-        gt_inds = torch.where(found, gt_inds, gt_inds.new_full((), -1))
-        safe_inds = gt_inds.clamp(min=0)
+        background = ~torch.cat(found, dim=1)  # (B, N)
+        gt_inds = order.gather(1, torch.cat(first_sorted, dim=1))  # index in the image's boxes (any for bg)
+        del first_sorted, found
 
-        out_labels = labels.gather(1, safe_inds)
-        out_labels = torch.where(found, out_labels, out_labels.new_full((), num_classes))
-        assigned = boxes.gather(1, safe_inds[..., None].expand(-1, -1, 4))  # (B, N, 4)
-        px, py = point_x[None], point_y[None]
-        bbox_targets = torch.stack((px - assigned[..., 0], py - assigned[..., 1], assigned[..., 2] - px,
-                                    assigned[..., 3] - py), dim=-1)
+        out_labels = labels.gather(1, gt_inds).masked_fill_(background, num_classes)
+        # distances written in place into the gathered boxes: -x1 + x == x - x1 and x2 - x, bit for bit
+        bbox_targets = boxes.gather(1, gt_inds[..., None].expand(-1, -1, 4))  # (B, N, 4)
+        points = torch.stack((point_x, point_y), dim=-1)[None]  # (1, N, 2)
+        bbox_targets[..., :2].neg_().add_(points)
+        bbox_targets[..., 2:].sub_(points)
         if self.norm_on_bbox:
-            bbox_targets = bbox_targets / point_stride[None, :, None]
-        bbox_targets = torch.where(found[..., None], bbox_targets, bbox_targets.new_zeros(()))
-        centerness = torch.where(found, centerness_target(bbox_targets), bbox_targets.new_zeros(()))
-        return FCOSTargets(out_labels, bbox_targets, centerness, gt_inds, num_points_per_level)
+            bbox_targets.div_(point_stride[None, :, None])
+        bbox_targets.masked_fill_(background[..., None], 0)
+        left, top, right, bottom = bbox_targets.unbind(-1)
+        # centerness_target's formula on views, without copies
+        centerness = (torch.minimum(left, right) / torch.maximum(left, right)) * (
+            torch.minimum(top, bottom) / torch.maximum(top, bottom))
+        centerness = centerness.sqrt_().masked_fill_(background, 0)
+        return FCOSTargets(out_labels, bbox_targets, centerness, gt_inds.masked_fill_(background, -1),
+                           num_points_per_level)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(regress_ranges={self.regress_ranges}, '
