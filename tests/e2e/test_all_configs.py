@@ -33,6 +33,37 @@ SMOKE_OVERRIDES.update({
     for schedule, options in (('1x', _FCOS_SMALL), ('ms-640-800-2x', _FCOS_SMALL_MS))
 })
 
+# CornerNet / CornerNet-Squeeze paper configs (configs/cornernet, configs/cornernet_squeeze): the 511 crops -> 255
+# and test images resized to at most 320 before the (h | 127, w | 127) zero padding; models stay as configured.
+_CORNER_TEST = [
+    dict(type='LoadImageFromFile', to_float32=True),
+    dict(type='Resize', scale=(320, 320), keep_ratio=True),
+    dict(type='RandomCenterCropPad', crop_size=None, ratios=None, border=None, test_mode=True,
+         test_pad_mode=['logical_or', 127], mean=[0, 0, 0], std=[1, 1, 1], to_rgb=False),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'border'))
+]
+_CORNER_SMALL = {
+    'train_dataloader.dataset.pipeline.2.crop_size': (255, 255),
+    'train_dataloader.dataset.pipeline.3.scale': (255, 255),
+    'val_dataloader.dataset.pipeline': _CORNER_TEST,
+    'test_dataloader.dataset.pipeline': _CORNER_TEST,
+}
+# After 2 iterations the corners neither group (embeddings) nor agree in class, and all pairs may be rejected
+# (CocoMetric then returns nothing): the embedding threshold is lifted, more corners are paired and the run is
+# seeded, so that decoding, soft-NMS and evaluation run on real pairs, every time.
+_CORNER_PAIRS = {'model.test_cfg.decoder.ae_threshold': 1e6, 'model.test_cfg.decoder.topk': 100, 'randomness.seed': 0}
+SMOKE_OVERRIDES.update({
+    name: dict(_CORNER_SMALL, **_CORNER_PAIRS)
+    for name in ('cornernet_hourglass104_10xb5-500k_coco.py', 'cornernet_hourglass104_10xb5-500k-mstest_coco.py',
+                 'cornernet-squeeze_hourglass-squeeze_4xb14-500k_coco.py')
+})
+SMOKE_OVERRIDES.update({
+    name: _CORNER_PAIRS
+    for name in ('cornernet_hourglass-d3w32_1xb8-crop159-quick_bccd.py',
+                 'cornernet-squeeze_hourglass-squeeze-d3w32_1xb8-crop255-quick_bccd.py')
+})
+
 
 def _strip_pretrained(node):
     """Remove ``init_cfg=dict(type='Pretrained', ...)`` everywhere: no weight downloads here."""
