@@ -11,8 +11,8 @@ quarter of the epochs, batch 4, seed 0, 1 thread.
 The 8 images' annotations are written to a json of their own, because CocoMetric evaluates every image of its
 ``ann_file``.
 
-Measured on the 2-core development machine while other jobs ran (see configs/cornernet/README.md): CornerNet about
-3.5 min, CornerNet-Squeeze about 3 min, each well above the bar.
+Measured on the 2-core development machine (see configs/cornernet/README.md): CornerNet mAP@0.5 0.599 in 68 s,
+CornerNet-Squeeze 0.846 in 34 s (about 5x longer while other jobs shared the machine); seeded, the same every run.
 """
 import json
 import os.path as osp
