@@ -37,7 +37,8 @@ train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='Resize', scale=img_scale, keep_ratio=True),
-    dict(type='RandomFlip', prob=[0.5, 0.5], direction=['horizontal', 'vertical']),
+    # each of the 4 flip states (none, horizontal, vertical, both) with probability 1/4
+    dict(type='RandomFlip', prob=[0.25, 0.25, 0.25], direction=['horizontal', 'vertical', 'diagonal']),
     dict(type='PackDetInputs')
 ]
 test_pipeline = [

@@ -15,9 +15,10 @@ from mmengine.structures import InstanceData
 
 from mmkp.models.dense_heads import CornerPoolHead
 from mmkp.registry import MODELS
+from tests.conftest import ORIGINAL_CHECKPOINTS
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-FIXTURES = osp.join(REPO, 'tests', 'test_models', 'test_backbones', 'fixtures')
+FIXTURES = ORIGINAL_CHECKPOINTS  # the released checkpoints' key/shape lists, ../shared/reference
 SMALL_HEAD = dict(num_classes=3, in_channels=16, num_stacks=2, pool_channels=8, feat_channels=16)
 
 
