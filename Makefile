@@ -18,7 +18,8 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 MMCV_SPEC ?= mmcv==2.1.0
 MMCV_FIND_LINKS ?=
-MMKP_DATA ?= $(shell if [ -d ../shared/data ]; then echo ../shared/data; else echo data; fi)
+# absolute, so that tools run from another folder (mim, tests in tmp dirs) find the data too
+MMKP_DATA ?= $(abspath $(shell if [ -d ../shared/data ]; then echo ../shared/data; else echo data; fi))
 export MMKP_DATA
 PYTEST_ARGS ?=
 

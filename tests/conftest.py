@@ -10,7 +10,8 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if not os.environ.get('MMKP_DATA'):
     os.environ['MMKP_DATA'] = osp.join(REPO, '..', 'shared', 'data') if osp.isdir(
         osp.join(REPO, '..', 'shared', 'data')) else osp.join(REPO, 'data')
-DATA_ROOT = os.environ['MMKP_DATA']
+# absolute: several tests run tools from temporary folders
+os.environ['MMKP_DATA'] = DATA_ROOT = osp.abspath(os.environ['MMKP_DATA'])
 BCCD = osp.join(DATA_ROOT, 'bccd')
 #: names and shapes of the tensors of the originals' released checkpoints (../shared/reference; never copied here)
 ORIGINAL_CHECKPOINTS = os.environ.get('MMKP_REFERENCE_CHECKPOINTS') or osp.join(

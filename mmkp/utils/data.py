@@ -22,5 +22,7 @@ def get_data_root(set_env: bool = False) -> str:
     if not root:
         root = '../shared/data' if osp.isdir('../shared/data') else 'data'
         if set_env:
+            # absolute, so that children started from another folder (mim, dist runs) see the same data
+            root = osp.abspath(root)
             os.environ[DATA_ENV] = root
     return root.rstrip('/')
