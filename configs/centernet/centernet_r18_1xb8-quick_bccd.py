@@ -2,7 +2,7 @@
 # Trains on a 2-core CPU in about 8 minutes. Deviations from the paper config, all for speed on a CPU:
 # - input 320x240 (images are 640x480), no crop; horizontal and vertical flips (cells have no up/down);
 # - ResNet-18 trained from scratch (no ImageNet weights here), plain (non-DCN) up-sampling neck;
-# - batch 8, Adam, short schedule.
+# - batch 8, Adam lr 1e-3 with warm-up and gradient clipping, 11 epochs (lr / 10 after 9): about 8 minutes here.
 # Kept from the original: head, targets (original radius formula, IoU 0.7, sigma = d / 6), losses and decoding.
 _base_ = ['../_base_/datasets/bccd_detection.py', 'mmdet::_base_/default_runtime.py']
 custom_imports = dict(imports=['mmkp'], allow_failed_imports=False)
@@ -51,11 +51,11 @@ train_dataloader = dict(batch_size=8, num_workers=2, dataset=dict(pipeline=train
 val_dataloader = dict(batch_size=8, num_workers=2, dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-max_epochs = 16
+max_epochs = 11
 optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-3), clip_grad=dict(max_norm=35, norm_type=2))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=50),
-    dict(type='MultiStepLR', by_epoch=True, begin=0, end=max_epochs, milestones=[13], gamma=0.1)
+    dict(type='MultiStepLR', by_epoch=True, begin=0, end=max_epochs, milestones=[9], gamma=0.1)
 ]
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
 val_cfg = dict(type='ValLoop')
@@ -64,3 +64,5 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
     checkpoint=dict(type='CheckpointHook', interval=max_epochs, max_keep_ckpts=1))
 env_cfg = dict(cudnn_benchmark=False)
+# seeded, so that `make quickstart` reproduces the numbers in the README (same torch build and thread count)
+randomness = dict(seed=0)
