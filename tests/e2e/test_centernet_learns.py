@@ -39,7 +39,9 @@ def test_centernet_overfits_8_bccd_images(tmp_path, bccd_root):
     ]
     for split in ('val', 'test'):
         cfg.get(f'{split}_evaluator').ann_file = train_ann
-    epochs = 40
+    # 80 single-batch epochs: at 40, seeds 0-3 reached mAP@0.5 0.23 / 0.66 / 0.73 / 0.44 (too close to the bar to
+    # be a test); at 80 all four reached 1.0 (mAP 0.76-0.81), about 80 s on 2 cores.
+    epochs = 80
     cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=epochs, val_interval=epochs)
     for split in ('val', 'test'):
         cfg.get(f'{split}_dataloader').dataset.pipeline[1] = dict(type='Resize', scale=(256, 192), keep_ratio=True)
@@ -51,3 +53,4 @@ def test_centernet_overfits_8_bccd_images(tmp_path, bccd_root):
     runner.train()
     metrics = runner.test()
     assert metrics['coco/bbox_mAP_50'] >= 0.5, metrics
+    assert metrics['coco/bbox_mAP'] >= 0.5, metrics
