@@ -168,7 +168,7 @@ class CenterHeatmapHead(BaseDenseHead):
         input_shape = batch_img_metas[0]['batch_input_shape']
         targets = self.assigner.assign(batch_gt_instances, feat_shape, input_shape, self.num_classes,
                                        batch_img_metas)
-        heat_target = targets.heatmaps['center']
+        heat_target = targets.heatmap_for(self.loss_heatmap, 'center')
         index = targets.indices['center']
         weight = targets.mask.unsqueeze(-1).expand(-1, -1, 2).float()
         avg_factor = weight.sum() + 1e-4

@@ -326,13 +326,15 @@ class CornerPoolHead(BaseDenseHead):
             avg_factor = num_objects.clamp(min=1)
         off_weight = mask.unsqueeze(-1).expand(-1, -1, 2).to(tl_offs[-1].dtype)
         tl_index, br_index = targets.indices['top_left'], targets.indices['bottom_right']
+        tl_heat_target = targets.heatmap_for(self.loss_heatmap, 'top_left')
+        br_heat_target = targets.heatmap_for(self.loss_heatmap, 'bottom_right')
         corner_scale = 1.0 if self.corner_reduction == 'sum' else 0.5
         loss_heat, loss_pull, loss_push, loss_off = 0, 0, 0, 0
         for tl_heat, br_heat, tl_tag, br_tag, tl_off, br_off in zip(tl_heats, br_heats, tl_tags, br_tags, tl_offs,
                                                                     br_offs):
             loss_heat = loss_heat + corner_scale * (
-                self.loss_heatmap(tl_heat, targets.heatmaps['top_left']) +
-                self.loss_heatmap(br_heat, targets.heatmaps['bottom_right']))
+                self.loss_heatmap(tl_heat, tl_heat_target) +
+                self.loss_heatmap(br_heat, br_heat_target))
             pull, push = self.loss_embedding(gather_feat(tl_tag, tl_index), gather_feat(br_tag, br_index), mask)
             loss_pull = loss_pull + pull
             loss_push = loss_push + push

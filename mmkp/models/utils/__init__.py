@@ -1,10 +1,10 @@
 """Shared formulas of the keypoint heads."""
-from .gaussian import draw_gaussians, gaussian_radius, integer_radius, keypoint_grid_position
+from .gaussian import CompactHeatmap, draw_gaussians, gaussian_radius, integer_radius, keypoint_grid_position
 from .heatmap import boxes_to_original, feat_to_input_ratio, gather_feat, local_maximum, topk_heatmap
 
 __all__ = [
-    'draw_gaussians', 'gaussian_radius', 'integer_radius', 'keypoint_grid_position', 'boxes_to_original',
-    'feat_to_input_ratio', 'gather_feat', 'local_maximum', 'topk_heatmap'
+    'CompactHeatmap', 'draw_gaussians', 'gaussian_radius', 'integer_radius', 'keypoint_grid_position',
+    'boxes_to_original', 'feat_to_input_ratio', 'gather_feat', 'local_maximum', 'topk_heatmap'
 ]
 from .soft_nms_merge import corner_nms, soft_nms_merge  # noqa: E402
 

@@ -4,12 +4,36 @@ Spec: reference/DETECTORS.md section 2.7, from CornerNet-Lite ``core/sample/util
 ``draw_gaussian``) and xingyizhou/CenterNet ``src/lib/utils/image.py`` (``gaussian_radius``,
 ``draw_umich_gaussian``).
 """
-from typing import Tuple
+from typing import NamedTuple, Tuple
 
 import torch
 from torch import Tensor
 
 RADIUS_FORMULAS = ('corrected', 'original')
+
+
+class CompactHeatmap(NamedTuple):
+    """A (B, C, H, W) target heatmap stored as its planes that hold a keypoint; every other plane is zero.
+
+    A plane is one (image, class) map. With COCO's 80 classes an image's objects occupy a few of its planes (20
+    objects of random classes: about 18 of 80), so the compact form allocates, zeroes and reads a fraction of the
+    dense target; :func:`mmkp.models.losses.heatmap_focal_loss` takes it directly.
+
+    Attributes:
+        values (Tensor): (P, H, W) the occupied planes, in the order of ``planes``.
+        planes (Tensor): int64 (P,), strictly increasing flat plane index ``image * C + class``.
+        shape (tuple[int, int, int, int]): (B, C, H, W) of the dense heatmap.
+    """
+    values: Tensor
+    planes: Tensor
+    shape: Tuple[int, int, int, int]
+
+    def dense(self) -> Tensor:
+        """The (B, C, H, W) heatmap (a new tensor: zeros, then the occupied planes)."""
+        batch, num_classes, height, width = self.shape
+        out = self.values.new_zeros((batch * num_classes, height, width))
+        out[self.planes] = self.values
+        return out.view(batch, num_classes, height, width)
 
 
 def gaussian_radius(height: Tensor, width: Tensor, min_overlap: float = 0.7, formula: str = 'corrected') -> Tensor:

@@ -197,3 +197,51 @@ def test_errors():
     gt = InstanceData(bboxes=torch.tensor([[0., 0., 10., 10.]]), labels=torch.tensor([5]))
     with pytest.raises(ValueError, match=r'labels must lie in \[0, 3\)'):
         assigner.assign([gt], (8, 8), (32, 32), 3)
+
+
+def test_compact_heatmaps_hold_exactly_the_occupied_planes():
+    """Planes (image, class) with an object are stored, ascending, equal to the dense planes; the rest is zero."""
+    assigner = GaussianHeatmapAssigner(keypoints=('top_left', 'center'), stride=4)
+    gts = [
+        InstanceData(bboxes=torch.tensor([[4., 4., 40., 30.], [50., 8., 90., 60.], [0., 0., 20., 20.]]),
+                     labels=torch.tensor([3, 0, 3])),
+        InstanceData(bboxes=torch.zeros((0, 4)), labels=torch.zeros((0, ), dtype=torch.long)),
+        # the second box is empty after clipping: its plane (image 2, class 1) holds nothing
+        InstanceData(bboxes=torch.tensor([[10., 12., 60., 50.], [200., 200., 210., 220.]]),
+                     labels=torch.tensor([4, 1])),
+    ]
+    t = assigner.assign(gts, (32, 32), (128, 128), num_classes=5)
+    for name in ('top_left', 'center'):
+        compact = t.compact_heatmaps[name]
+        assert compact.planes.tolist() == [0 * 5 + 0, 0 * 5 + 3, 2 * 5 + 4]
+        assert compact.shape == (3, 5, 32, 32)
+        dense = t.heatmaps[name]
+        assert dense.shape == (3, 5, 32, 32)
+        flat = dense.view(15, 32, 32)
+        assert torch.equal(flat[compact.planes], compact.values)
+        others = torch.ones(15, dtype=torch.bool)
+        others[compact.planes] = False
+        assert flat[others].abs().sum() == 0
+        assert (compact.values.flatten(1).max(1).values == 1).all()
+    assert t.heatmaps is t.heatmaps  # built once
+
+
+def test_compact_heatmaps_of_a_batch_without_objects():
+    assigner = GaussianHeatmapAssigner(keypoints=('center', ), stride=4)
+    gts = [InstanceData(bboxes=torch.zeros((0, 4)), labels=torch.zeros((0, ), dtype=torch.long))] * 2
+    t = assigner.assign(gts, (8, 8), (32, 32), num_classes=3)
+    assert t.compact_heatmaps['center'].values.shape == (0, 8, 8)
+    assert t.heatmaps['center'].shape == (2, 3, 8, 8) and t.heatmaps['center'].abs().sum() == 0
+
+
+def test_heatmap_for_gives_each_loss_the_form_it_takes():
+    from mmdet.models.losses import GaussianFocalLoss
+
+    from mmkp.models.losses import HeatmapFocalLoss
+    from mmkp.models.utils import CompactHeatmap
+    assigner = GaussianHeatmapAssigner(keypoints=('center', ), stride=4)
+    gt = InstanceData(bboxes=torch.tensor([[42., 30., 82., 70.]]), labels=torch.tensor([2]))
+    t = assigner.assign([gt], (32, 32), (128, 128), num_classes=3)
+    assert isinstance(t.heatmap_for(HeatmapFocalLoss(), 'center'), CompactHeatmap)
+    dense = t.heatmap_for(GaussianFocalLoss(), 'center')  # mmdet's loss takes dense (B, C, H, W) targets
+    assert isinstance(dense, torch.Tensor) and dense.shape == (1, 3, 32, 32) and dense[0, 2, 12, 15] == 1

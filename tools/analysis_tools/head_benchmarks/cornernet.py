@@ -13,8 +13,10 @@ random boxes per image (sides 8-300 px), two hourglass stacks of head outputs (r
   peaks, like a trained network's), where mmkp's candidate peak search needs its larger candidate set.
 
 Both heads are configured alike (mmdet's soft-NMS config, no clipping); mmkp's own defaults differ only in details
-that do not change the work done. Both target functions allocate and zero the same two 6 x 80 x 128 x 128 float32
-heatmaps (31 MB each), a fixed cost that bounds the speed-up with few boxes.
+that do not change the work done. mmdet allocates and zeroes two dense 6 x 80 x 128 x 128 float32 heatmaps (31 MB
+each); mmkp draws only the (image, class) planes that hold an object (``CompactHeatmap``: about 109 of the 480 planes
+with 20 random-class boxes per image, 341 with 100), which its focal loss takes as they are. The targets are checked
+equal (dense) before timing; ``loss-*`` times targets and losses end to end.
 """
 from typing import Dict, List
 

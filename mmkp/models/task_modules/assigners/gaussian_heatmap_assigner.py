@@ -1,21 +1,27 @@
 """Gaussian heatmap targets for keypoint detectors (corners, centers), a whole batch at once."""
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmkp.registry import TASK_UTILS
-from ...utils.gaussian import RADIUS_FORMULAS, draw_gaussians, integer_radius, keypoint_grid_position
+from ...utils.gaussian import (RADIUS_FORMULAS, CompactHeatmap, draw_gaussians, integer_radius,
+                               keypoint_grid_position)
 
 KEYPOINTS = ('top_left', 'bottom_right', 'center')
 
 
-class HeatmapTargets(NamedTuple):
+@dataclass(eq=False)
+class HeatmapTargets:
     """Targets of :class:`GaussianHeatmapAssigner` for a batch of B images with at most M objects each.
 
     Attributes:
-        heatmaps (dict[str, Tensor]): per keypoint type, (B, num_classes, H, W) in [0, 1], exactly 1 at keypoints.
+        compact_heatmaps (dict[str, CompactHeatmap]): per keypoint type, the (B, num_classes, H, W) heatmap in
+            [0, 1] (exactly 1 at keypoints) stored as its (image, class) planes that hold an object; what the heads
+            hand to :func:`mmkp.models.losses.heatmap_focal_loss`. The planes are the same for every keypoint type.
         indices (dict[str, Tensor]): per keypoint type, int64 (B, M), flat cell index ``y * W + x`` for gathering
             embeddings / offsets / sizes from (B, C, H, W) maps; 0 where ``mask`` is False.
         offsets (dict[str, Tensor]): per keypoint type, (B, M, 2), sub-cell offset (dx, dy) in [0, 1) of the
@@ -24,12 +30,24 @@ class HeatmapTargets(NamedTuple):
         labels (Tensor): int64 (B, M), class index of each object; -1 where ``mask`` is False.
         mask (Tensor): bool (B, M), True for real objects (padding and boxes dropped as empty are False).
     """
-    heatmaps: Dict[str, Tensor]
+    compact_heatmaps: Dict[str, CompactHeatmap]
     indices: Dict[str, Tensor]
     offsets: Dict[str, Tensor]
     sizes: Tensor
     labels: Tensor
     mask: Tensor
+
+    @cached_property
+    def heatmaps(self) -> Dict[str, Tensor]:
+        """Per keypoint type, the dense (B, num_classes, H, W) heatmap, built on first access and kept."""
+        return {name: heat.dense() for name, heat in self.compact_heatmaps.items()}
+
+    def heatmap_for(self, loss: object, name: str) -> Union[CompactHeatmap, Tensor]:
+        """The heatmap of keypoint type ``name`` in the form ``loss`` takes: compact when the loss says it takes
+        one (``supports_compact_target``, as :class:`mmkp.models.losses.HeatmapFocalLoss`), else dense."""
+        if getattr(loss, 'supports_compact_target', False):
+            return self.compact_heatmaps[name]
+        return self.heatmaps[name]
 
 
 @TASK_UTILS.register_module()
@@ -45,6 +63,11 @@ class GaussianHeatmapAssigner:
        cells, shared by all its keypoints;
     3. per keypoint type, the integer cell ``int(f)`` and offset ``f - int(f)``, and a Gaussian of sigma =
        (2r + 1) / ``sigma_factor`` drawn into the heatmap of the box's class with class-wise max blending.
+
+    The heatmaps are drawn into the (image, class) planes that hold an object only (:class:`CompactHeatmap`): with
+    many classes the dense (B, C, H, W) target is mostly planes of zeros (COCO, 20 objects per image: about 18 of 80
+    planes hold one), which would be allocated, zeroed and read by the loss for nothing.
+    ``HeatmapTargets.heatmaps`` gives the dense tensors when they are wanted.
 
     Args:
         keypoints (Sequence[str]): keypoint types among ``'top_left'``, ``'bottom_right'`` and ``'center'``.
@@ -194,7 +217,9 @@ class GaussianHeatmapAssigner:
         sizes_out[img_index[keep], slot[keep]] = torch.stack([box_w, box_h], -1)[keep]
 
         radius = integer_radius(box_h[keep], box_w[keep], self.min_overlap, self.radius_formula, self.min_radius)
-        plane = img_index[keep] * num_classes + labels[keep]
+        # the (image, class) planes that hold an object, ascending, and each object's row among them
+        planes, plane_row = torch.unique(img_index[keep] * num_classes + labels[keep], return_inverse=True)
+        dense_shape = (num_imgs, num_classes, feat_h, feat_w)
         points = dict(
             top_left=(x1, y1), bottom_right=(x2, y2), center=((x1 + x2) / 2, (y1 + y2) / 2))
         heatmaps, indices, offsets = {}, {}, {}
@@ -202,9 +227,9 @@ class GaussianHeatmapAssigner:
             px, py = points[name]
             cx, off_x = keypoint_grid_position(px[keep], feat_w)
             cy, off_y = keypoint_grid_position(py[keep], feat_h)
-            heat = bboxes.new_zeros((num_imgs * num_classes, feat_h, feat_w))
-            draw_gaussians(heat, plane, cx, cy, radius, self.sigma_factor[name])
-            heatmaps[name] = heat.view(num_imgs, num_classes, feat_h, feat_w)
+            heat = bboxes.new_zeros((planes.numel(), feat_h, feat_w))
+            draw_gaussians(heat, plane_row, cx, cy, radius, self.sigma_factor[name])
+            heatmaps[name] = CompactHeatmap(heat, planes, dense_shape)
             index = torch.zeros((num_imgs, max_objs), dtype=torch.long, device=device)
             index[img_index[keep], slot[keep]] = cy * feat_w + cx
             indices[name] = index
