@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmkp.registry import MODELS
-from ..utils.gaussian import CompactHeatmap
+from ..utils.gaussian import COMPACT_MAX_OCCUPANCY, CompactHeatmap
 
 
 def _probability_terms(logits: Tensor, clamp_eps: float) -> tuple:
@@ -38,8 +38,9 @@ def heatmap_focal_loss(logits: Tensor,
     A :class:`CompactHeatmap` target (what :class:`GaussianHeatmapAssigner` returns) gives the same loss without a
     dense target: every pixel gets the y = 0 term p^alpha log(1 - p), and the occupied planes add the difference
     between their term and that one. Only the floating-point summation order differs from the dense target. The
-    occupied planes are computed twice that way, so when more than half of the planes are occupied (or with a
-    ``weight``) the target is made dense first, which is then cheaper.
+    occupied planes are computed twice that way, so when more than half of the planes are occupied
+    (:data:`mmkp.models.utils.gaussian.COMPACT_MAX_OCCUPANCY`), or with a ``weight``, the target is made dense
+    first, which is then cheaper.
 
     Args:
         logits (Tensor): raw heatmap predictions, any shape, e.g. (B, C, H, W); (B, C, H, W) with a compact target.
@@ -66,8 +67,7 @@ def heatmap_focal_loss(logits: Tensor,
         if tuple(logits.shape) != tuple(target.shape):
             raise ValueError(f'heatmap logits of shape {tuple(logits.shape)} and a compact target of dense shape '
                              f'{tuple(target.shape)} differ')
-        num_planes = target.shape[0] * target.shape[1]
-        if weight is None and 2 * target.planes.numel() <= num_planes:
+        if weight is None and target.occupancy <= COMPACT_MAX_OCCUPANCY:
             return _compact_focal_loss(logits, target, alpha, beta, clamp_eps, avg_factor)
         target = target.dense()
     target = target.to(dtype)

@@ -10,6 +10,10 @@ import torch
 from torch import Tensor
 
 RADIUS_FORMULAS = ('corrected', 'original')
+#: Above this fraction of occupied planes a :class:`CompactHeatmap` is made dense for the focal loss: its compact form
+#: computes the occupied planes twice (the y = 0 term of every pixel, then their correction), which then costs more
+#: than zeroing the empty planes of a dense target.
+COMPACT_MAX_OCCUPANCY = 0.5
 
 
 class CompactHeatmap(NamedTuple):
@@ -27,6 +31,12 @@ class CompactHeatmap(NamedTuple):
     values: Tensor
     planes: Tensor
     shape: Tuple[int, int, int, int]
+
+    @property
+    def occupancy(self) -> float:
+        """Fraction of the B x C planes that are stored."""
+        batch, num_classes = self.shape[:2]
+        return self.planes.numel() / max(batch * num_classes, 1)
 
     def dense(self) -> Tensor:
         """The (B, C, H, W) heatmap (a new tensor: zeros, then the occupied planes)."""

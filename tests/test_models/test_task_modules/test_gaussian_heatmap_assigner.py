@@ -242,6 +242,13 @@ def test_heatmap_for_gives_each_loss_the_form_it_takes():
     assigner = GaussianHeatmapAssigner(keypoints=('center', ), stride=4)
     gt = InstanceData(bboxes=torch.tensor([[42., 30., 82., 70.]]), labels=torch.tensor([2]))
     t = assigner.assign([gt], (32, 32), (128, 128), num_classes=3)
+    assert t.compact_heatmaps['center'].occupancy == pytest.approx(1 / 3)
     assert isinstance(t.heatmap_for(HeatmapFocalLoss(), 'center'), CompactHeatmap)
     dense = t.heatmap_for(GaussianFocalLoss(), 'center')  # mmdet's loss takes dense (B, C, H, W) targets
     assert isinstance(dense, torch.Tensor) and dense.shape == (1, 3, 32, 32) and dense[0, 2, 12, 15] == 1
+    # more than half of the planes occupied: the dense heatmap, one tensor for every call (stacks share it)
+    gt = InstanceData(bboxes=torch.tensor([[42., 30., 82., 70.], [2., 3., 30., 40.]]), labels=torch.tensor([2, 0]))
+    t = assigner.assign([gt], (32, 32), (128, 128), num_classes=3)
+    assert t.compact_heatmaps['center'].occupancy == pytest.approx(2 / 3)
+    first = t.heatmap_for(HeatmapFocalLoss(), 'center')
+    assert isinstance(first, torch.Tensor) and first is t.heatmap_for(HeatmapFocalLoss(), 'center')

@@ -8,8 +8,8 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmkp.registry import TASK_UTILS
-from ...utils.gaussian import (RADIUS_FORMULAS, CompactHeatmap, draw_gaussians, integer_radius,
-                               keypoint_grid_position)
+from ...utils.gaussian import (COMPACT_MAX_OCCUPANCY, RADIUS_FORMULAS, CompactHeatmap, draw_gaussians,
+                               integer_radius, keypoint_grid_position)
 
 KEYPOINTS = ('top_left', 'bottom_right', 'center')
 
@@ -43,10 +43,15 @@ class HeatmapTargets:
         return {name: heat.dense() for name, heat in self.compact_heatmaps.items()}
 
     def heatmap_for(self, loss: object, name: str) -> Union[CompactHeatmap, Tensor]:
-        """The heatmap of keypoint type ``name`` in the form ``loss`` takes: compact when the loss says it takes
-        one (``supports_compact_target``, as :class:`mmkp.models.losses.HeatmapFocalLoss`), else dense."""
-        if getattr(loss, 'supports_compact_target', False):
-            return self.compact_heatmaps[name]
+        """The heatmap of keypoint type ``name`` in the form ``loss`` is best given.
+
+        Compact when the loss takes that form (``supports_compact_target``, as
+        :class:`mmkp.models.losses.HeatmapFocalLoss`) and at most ``COMPACT_MAX_OCCUPANCY`` of the planes are
+        occupied; else the dense heatmap (built once, so that the losses of several stacks share it).
+        """
+        compact = self.compact_heatmaps[name]
+        if getattr(loss, 'supports_compact_target', False) and compact.occupancy <= COMPACT_MAX_OCCUPANCY:
+            return compact
         return self.heatmaps[name]
 
 
