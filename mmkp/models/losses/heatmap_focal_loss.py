@@ -18,6 +18,15 @@ def _probability_terms(logits: Tensor, clamp_eps: float) -> tuple:
     return torch.sigmoid(logits), torch.sigmoid(-logits), F.logsigmoid(logits), F.logsigmoid(-logits)
 
 
+def _background_term(logits: Tensor, alpha: float, clamp_eps: float) -> Tensor:
+    """The y = 0 term p^alpha log(1 - p), computed as :func:`_probability_terms` computes p and log(1 - p) (without
+    the log p and 1 - p a whole map does not need)."""
+    if clamp_eps > 0:
+        prob = torch.sigmoid(logits).clamp(clamp_eps, 1 - clamp_eps)
+        return prob.pow(alpha) * torch.log(1 - prob)
+    return torch.sigmoid(logits).pow(alpha) * F.logsigmoid(-logits)
+
+
 def heatmap_focal_loss(logits: Tensor,
                        target: Union[Tensor, CompactHeatmap],
                        alpha: float = 2.0,
@@ -91,13 +100,10 @@ def _compact_focal_loss(logits: Tensor, target: CompactHeatmap, alpha: float, be
     y = 0 term of those planes is recomputed from them with the same operations as on the whole map.
     """
     flat = logits.reshape(-1, *logits.shape[-2:])
-    if clamp_eps > 0:  # the y = 0 term of every pixel, as _probability_terms computes it
-        prob = torch.sigmoid(flat).clamp(clamp_eps, 1 - clamp_eps)
-        background = prob.pow(alpha) * torch.log(1 - prob)
-    else:
-        background = torch.sigmoid(flat).pow(alpha) * F.logsigmoid(-flat)
-    prob, one_minus_p, log_p, log_1mp = _probability_terms(flat[target.planes], clamp_eps)
-    occupied = prob.pow(alpha) * log_1mp
+    background = _background_term(flat, alpha, clamp_eps)  # every pixel
+    occupied_logits = flat[target.planes]
+    occupied = _background_term(occupied_logits, alpha, clamp_eps)
+    _, one_minus_p, log_p, _ = _probability_terms(occupied_logits, clamp_eps)
     values = target.values.to(logits.dtype)
     pos = values.eq(1)
     correction = torch.where(pos, one_minus_p.pow(alpha) * log_p - occupied, ((1 - values).pow(beta) - 1) * occupied)

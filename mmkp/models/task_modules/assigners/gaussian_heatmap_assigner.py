@@ -227,21 +227,21 @@ class GaussianHeatmapAssigner:
         dense_shape = (num_imgs, num_classes, feat_h, feat_w)
         points = dict(
             top_left=(x1, y1), bottom_right=(x2, y2), center=((x1 + x2) / 2, (y1 + y2) / 2))
-        heatmaps, indices, offsets = {}, {}, {}
+        compact_heatmaps, indices, offsets = {}, {}, {}
         for name in self.keypoints:
             px, py = points[name]
             cx, off_x = keypoint_grid_position(px[keep], feat_w)
             cy, off_y = keypoint_grid_position(py[keep], feat_h)
             heat = bboxes.new_zeros((planes.numel(), feat_h, feat_w))
             draw_gaussians(heat, plane_row, cx, cy, radius, self.sigma_factor[name])
-            heatmaps[name] = CompactHeatmap(heat, planes, dense_shape)
+            compact_heatmaps[name] = CompactHeatmap(heat, planes, dense_shape)
             index = torch.zeros((num_imgs, max_objs), dtype=torch.long, device=device)
             index[img_index[keep], slot[keep]] = cy * feat_w + cx
             indices[name] = index
             offset = bboxes.new_zeros((num_imgs, max_objs, 2))
             offset[img_index[keep], slot[keep]] = torch.stack([off_x, off_y], -1)
             offsets[name] = offset
-        return HeatmapTargets(heatmaps, indices, offsets, sizes_out, out_labels, mask)
+        return HeatmapTargets(compact_heatmaps, indices, offsets, sizes_out, out_labels, mask)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(keypoints={self.keypoints}, ratio={self.ratio}, '
