@@ -22,6 +22,7 @@ from mmengine.hub import get_config
 from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData
 
+from mmkp.models.dense_heads import KeypointMaps
 from mmkp.registry import MODELS
 
 BACKBONE = dict(downsample_times=2, stage_channels=[16, 16, 24], stage_blocks=[1, 1, 1], feat_channel=16)
@@ -137,7 +138,7 @@ def test_head_outputs_match(models, train):
     inputs, _ = batch()
     with torch.no_grad():
         ref_out = ref._forward(inputs)
-        our_out = ours._forward(inputs)
+        our_out = ours._forward(inputs).to_tuple()  # KeypointMaps in mmdet CornerHead's order
     # both: (tl_heats, br_heats, tl_embs / tl_tags, br_embs / br_tags, tl_offs, br_offs), lists over the 2 stacks
     max_diff = max((a - b).abs().max().item() for ra, oa in zip(ref_out, our_out) for a, b in zip(ra, oa))
     assert max_diff <= 1e-5, max_diff
@@ -182,7 +183,8 @@ def test_decoded_boxes_match(models):
         dict(batch_input_shape=(127, 159), img_shape=(127, 159), ori_shape=(127, 159), scale_factor=(1.0, 1.0)),
     ]
     ref_results = ref.bbox_head.predict_by_feat(*[[m] for m in maps], batch_img_metas=metas, rescale=True)
-    our_results = ours.bbox_head.predict_by_feat(*[[m] for m in maps], batch_img_metas=metas, rescale=True)
+    our_results = ours.bbox_head.predict_by_feat(KeypointMaps.from_tuple([[m] for m in maps]), batch_img_metas=metas,
+                                                 rescale=True)
     for r, o in zip(ref_results, our_results):
         assert len(r) == len(o) > 20
         assert torch.allclose(o.bboxes, r.bboxes, atol=1e-4)

@@ -1,10 +1,8 @@
-"""Dense heads, one per detector family (registered in ``MODELS``)."""
+"""Dense heads, one per detector family (registered in ``MODELS``), and what they share."""
+from .keypoint_head import KeypointHeadMixin, KeypointMaps
 from .center_heatmap_head import CenterHeatmapHead
+from .corner_pool_head import CornerPoolHead
+from .fcos_point_head import FCOSPointHead, original_fcos_key_map
 
-__all__ = ['CenterHeatmapHead']
-from .fcos_point_head import FCOSPointHead, original_fcos_key_map  # noqa: E402
-
-__all__ += ['FCOSPointHead', 'original_fcos_key_map']
-from .corner_pool_head import CornerPoolHead  # noqa: E402
-
-__all__ += ['CornerPoolHead']
+__all__ = ['KeypointHeadMixin', 'KeypointMaps', 'CenterHeatmapHead', 'CornerPoolHead', 'FCOSPointHead',
+           'original_fcos_key_map']

@@ -1,5 +1,4 @@
 """CenterNet (objects as points) head: center heatmap, box size and sub-cell offset."""
-import copy
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -12,6 +11,7 @@ from torch import Tensor, nn
 
 from mmkp.registry import MODELS, TASK_UTILS
 from ..utils.heatmap import gather_feat
+from .keypoint_head import KeypointHeadMixin
 
 #: Targets of xingyizhou/CenterNet (``datasets/sample/ctdet.py``): original radius formula, IoU 0.7, sigma = d / 6,
 #: boxes clipped to the output map.
@@ -23,6 +23,8 @@ DEFAULT_ASSIGNER = dict(
     sigma_factor=6.0,
     clip_to='output')
 DEFAULT_DECODER = dict(type='CenterHeatmapDecoder', topk=100, local_maximum_kernel=3)
+#: mmdet ``CenterNetHead`` ``test_cfg`` keys and the decoder arguments they set.
+MMDET_TEST_KEYS = dict(topk='topk', local_maximum_kernel='local_maximum_kernel')
 
 
 def _prediction_branch(in_channels: int, feat_channels: int, out_channels: int) -> nn.Sequential:
@@ -33,7 +35,7 @@ def _prediction_branch(in_channels: int, feat_channels: int, out_channels: int) 
 
 
 @MODELS.register_module()
-class CenterHeatmapHead(BaseDenseHead):
+class CenterHeatmapHead(KeypointHeadMixin, BaseDenseHead):
     """Objects as Points (Zhou et al., 2019): a center heatmap per class, box size and center offset.
 
     Layout and initialisation follow xingyizhou/CenterNet ``src/lib/models/networks/msra_resnet.py`` and
@@ -100,16 +102,8 @@ class CenterHeatmapHead(BaseDenseHead):
         self.loss_offset = MODELS.build(loss_offset)
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg
-        train_cfg = train_cfg or {}
-        self.assigner = TASK_UTILS.build(train_cfg.get('assigner', DEFAULT_ASSIGNER))
-        test_cfg = test_cfg or {}
-        decoder_cfg = copy.deepcopy(test_cfg.get('decoder', None))
-        if decoder_cfg is None:
-            decoder_cfg = dict(DEFAULT_DECODER)
-            for key in ('topk', 'local_maximum_kernel'):  # mmdet CenterNetHead test_cfg keys
-                if key in test_cfg:
-                    decoder_cfg[key] = test_cfg[key]
-        self.decoder = TASK_UTILS.build(decoder_cfg)
+        self.assigner = TASK_UTILS.build((train_cfg or {}).get('assigner', DEFAULT_ASSIGNER))
+        self.decoder = self.build_decoder(test_cfg, DEFAULT_DECODER, MMDET_TEST_KEYS)
 
     def init_weights(self) -> None:
         """Heatmap bias ``heatmap_bias``; size / offset last conv normal(``reg_init_std``), bias 0."""
@@ -138,9 +132,7 @@ class CenterHeatmapHead(BaseDenseHead):
         Raises:
             ValueError: when the number of features differs from ``num_stacks``.
         """
-        if len(x) != self.num_stacks:
-            raise ValueError(f'{type(self).__name__} has num_stacks={self.num_stacks} but got {len(x)} features; '
-                             'set bbox_head.num_stacks to the number of backbone/neck outputs')
+        self._check_stacks(x)
         heatmaps = [branch(feat) for branch, feat in zip(self.heatmap_branches, x)]
         sizes = [branch(feat) for branch, feat in zip(self.size_branches, x)]
         offsets = [branch(feat) for branch, feat in zip(self.offset_branches, x)]
@@ -187,14 +179,15 @@ class CenterHeatmapHead(BaseDenseHead):
                         sizes: List[Tensor],
                         offsets: List[Tensor],
                         batch_img_metas: Optional[List[dict]] = None,
-                        rescale: bool = True,
+                        rescale: bool = False,
                         with_nms: bool = True) -> InstanceList:
-        """Decode the last stack into boxes in original-image pixels.
+        """Decode the last stack into boxes.
 
         Args:
             heatmaps, sizes, offsets (list[Tensor]): outputs of :meth:`forward`.
             batch_img_metas (list[dict]): metas of the batch.
-            rescale (bool): map to original-image pixels. Defaults to True.
+            rescale (bool): map to original-image pixels (else resized-image pixels). Defaults to False (mmdet's
+                default; ``predict`` passes the detector's ``rescale``).
             with_nms (bool): apply ``test_cfg.nms`` when it is set. Defaults to True.
 
         Returns:

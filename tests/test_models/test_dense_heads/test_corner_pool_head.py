@@ -1,9 +1,8 @@
-"""CornerPoolHead: parameter counts and key mapping against the released checkpoints, losses against the original
-formulas (DETECTORS.md 2.8), gradients, prediction, options and errors."""
-import importlib.util
-import json
-import os.path as osp
-
+"""CornerPoolHead: named outputs, losses against the original formulas (princeton-vl/CornerNet-Lite@6a54505
+``core/models/py_utils/losses.py``) with two and three keypoint types and ignore masks, gradients, prediction, NMS,
+options and errors. The key mapping of the released checkpoints is tested with the converters
+(``tests/test_converters``)."""
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,68 +12,11 @@ from mmengine.config import ConfigDict
 from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData
 
-from mmkp.models.dense_heads import CornerPoolHead
+from mmkp.models.dense_heads import CornerPoolHead, KeypointMaps
 from mmkp.registry import MODELS
-from tests.conftest import ORIGINAL_CHECKPOINTS
+from tests.test_models.test_task_modules.test_gaussian_heatmap_assigner import ref_draw_gaussian, ref_radius
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-FIXTURES = ORIGINAL_CHECKPOINTS  # the released checkpoints' key/shape lists, ../shared/reference
 SMALL_HEAD = dict(num_classes=3, in_channels=16, num_stacks=2, pool_channels=8, feat_channels=16)
-
-
-def _converter(name):
-    spec = importlib.util.spec_from_file_location(f'_conv_{name}', osp.join(REPO, 'tools', 'model_converters',
-                                                                            f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _build(backbone, **head):
-    register_all_modules(init_default_scope=False)
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        return MODELS.build(
-            dict(
-                type='CornerNet',
-                data_preprocessor=dict(type='DetDataPreprocessor'),
-                backbone=backbone,
-                neck=None,
-                bbox_head=dict(type='CornerPoolHead', num_classes=80, **head)))
-
-
-@pytest.mark.parametrize('name, backbone, head, converter', [
-    ('cornernetlite_cornernet', dict(type='HourglassNet'), dict(), 'cornernet_to_mmkp'),
-    ('cornernetlite_cornernet_squeeze', dict(type='HourglassSqueezeNet'), dict(pred_kernel_size=1),
-     'cornernet_squeeze_to_mmkp'),
-])
-def test_full_model_matches_the_released_checkpoint(name, backbone, head, converter):
-    with open(osp.join(FIXTURES, f'{name}.json')) as f:
-        original = json.load(f)
-    model = _build(backbone, **head)
-    num_params = sum(p.numel() for p in model.parameters())
-    assert num_params == original['num_params'] == {
-        'cornernetlite_cornernet': 201_035_212,
-        'cornernetlite_cornernet_squeeze': 31_771_852
-    }[name]
-    backbone_keys, left = _converter(converter).convert_backbone(original['state_dict'])
-    head_keys, rest = CornerPoolHead.convert_original_state_dict({k: original['state_dict'][k] for k in left})
-    assert rest == []
-    mapped = {f'backbone.{k}': v for k, v in backbone_keys.items()}
-    mapped.update(head_keys)
-    assert len(mapped) == len(original['state_dict'])  # one to one
-    ours = {k: list(v.shape) for k, v in model.state_dict().items()}
-    assert set(mapped) == set(ours)
-    assert all(mapped[k] == ours[k] for k in ours)
-
-
-def test_original_cornernet_repository_names_map_as_well():
-    with open(osp.join(FIXTURES, 'cornernet_orig_cornernet.json')) as f:
-        original = json.load(f)['state_dict']
-    lite_names = {k for k in original if k.startswith(('module.tl_', 'module.br_'))}
-    head_keys, left = CornerPoolHead.convert_original_state_dict(original)
-    assert len(head_keys) == len(lite_names) == 168 and not set(left) & lite_names
-    assert 'bbox_head.tl_modules.1.p_conv1.bn.running_var' in head_keys
-    assert 'bbox_head.br_offs.0.1.weight' in head_keys
 
 
 def small_inputs(batch=2, size=16, seed=0):
@@ -90,18 +32,24 @@ def small_inputs(batch=2, size=16, seed=0):
     return feats, gts, metas
 
 
-def original_corner_loss(outs, targets, num_stacks):
-    """CornerNet-Lite ``CornerNet_Loss.forward`` as DETECTORS.md 2.8 states it (clamped sigmoid focal loss per
-    corner type /N_pos, pull/push 0.1 summed over images, offsets SmoothL1 sum /(#objects + 1e-4); / #stacks)."""
-    tl_heats, br_heats, tl_tags, br_tags, tl_offs, br_offs = outs
+def original_corner_loss(outs, targets, num_stacks, keypoints=('top_left', 'bottom_right'), valid=None):
+    """CornerNet-Lite ``CornerNet_Loss.forward`` written out (clamped sigmoid focal loss per keypoint type / N_pos,
+    pull/push 0.1 summed over images, offsets SmoothL1 sum / (#objects + 1e-4); / #stacks). ``valid``: per keypoint
+    type the (B, C, H, W) mask of CornerNet-Saccade's ``_focal_loss_mask`` (both terms masked, N_pos all positives).
+    The keypoint triplets (Duankaiwen/CenterNet@3ad3a10 ``models/py_utils/kp.py::AELoss``) add the center's focal
+    and offset terms the same way."""
+    heats = {k: outs[k]['heatmap'] for k in keypoints}
+    offs = {k: outs[k]['offset'] for k in keypoints}
+    tl_tags, br_tags = outs['top_left']['embedding'], outs['bottom_right']['embedding']
     mask = targets.mask
 
-    def focal(logits, gt):
+    def focal(logits, gt, weight=None):
         p = logits.sigmoid().clamp(1e-4, 1 - 1e-4)
         pos = gt.eq(1)
         num_pos = pos.sum()
-        pos_loss = (torch.log(p) * (1 - p)**2)[pos].sum()
-        neg_loss = (torch.log(1 - p) * p**2 * (1 - gt)**4)[~pos].sum()
+        weight = torch.ones_like(gt) if weight is None else weight
+        pos_loss = (torch.log(p) * (1 - p)**2 * weight)[pos].sum()
+        neg_loss = (torch.log(1 - p) * p**2 * (1 - gt)**4 * weight)[~pos].sum()
         return -(pos_loss + neg_loss) / num_pos
 
     def gather(feat, ind):  # (B, C, H, W), (B, M) -> (B, M, C)
@@ -112,8 +60,8 @@ def original_corner_loss(outs, targets, num_stacks):
     tl_ind, br_ind = targets.indices['top_left'], targets.indices['bottom_right']
     num = mask.sum()
     for s in range(num_stacks):
-        total['focal'] += focal(tl_heats[s], targets.heatmaps['top_left']) + focal(
-            br_heats[s], targets.heatmaps['bottom_right'])
+        total['focal'] += sum(
+            focal(heats[k][s], targets.heatmaps[k], None if valid is None else valid[k]) for k in keypoints)
         t0, t1 = gather(tl_tags[s], tl_ind)[..., 0], gather(br_tags[s], br_ind)[..., 0]
         for i in range(mask.shape[0]):
             n = int(mask[i].sum())
@@ -122,8 +70,7 @@ def original_corner_loss(outs, targets, num_stacks):
             total['pull'] += 0.1 * (((e0 - mean)**2).sum() + ((e1 - mean)**2).sum()) / (n + 1e-4)
             dist = F.relu(1 - (mean[:, None] - mean[None, :]).abs()) - 1 / (n + 1e-4)
             total['push'] += 0.1 * dist.sum() / (n * (n - 1) + 1e-4)
-        for off, gt_off, ind in ((tl_offs[s], targets.offsets['top_left'], tl_ind),
-                                 (br_offs[s], targets.offsets['bottom_right'], br_ind)):
+        for off, gt_off, ind in ((offs[k][s], targets.offsets[k], targets.indices[k]) for k in keypoints):
             total['off'] += F.smooth_l1_loss(gather(off, ind)[mask], gt_off[mask], reduction='sum') / (num + 1e-4)
     return {k: v / num_stacks for k, v in total.items()}
 
@@ -134,7 +81,7 @@ def test_losses_equal_the_original_formulas():
     head.init_weights()
     feats, gts, metas = small_inputs()
     outs = head(feats)
-    losses = head.loss_by_feat(*outs, gts, metas)
+    losses = head.loss_by_feat(outs, gts, metas)
     targets = head.assigner.assign(gts, (16, 16), (63, 63), 3, metas)
     assert targets.mask.sum() == 4
     ref = original_corner_loss(outs, targets, 2)
@@ -144,7 +91,9 @@ def test_losses_equal_the_original_formulas():
     assert losses['loss_offset'].item() == pytest.approx(ref['off'].item(), rel=1e-5)
     # a one-object image adds the original's constant push of ~0.1 * 0.9999 (image 2 has one object; float32
     # cancellation in 1 - 1 / 1.0001 leaves ~1e-3 relative error, as in the original)
-    one = head.loss_by_feat(*[[o[1:] for o in maps] for maps in outs], gts[1:], metas[1:])
+    second = KeypointMaps({k: {b: [m[1:] for m in maps] for b, maps in branches.items()}
+                           for k, branches in outs.items()})
+    one = head.loss_by_feat(second, gts[1:], metas[1:])
     assert one['loss_push'].item() == pytest.approx(0.1 * 0.99990001, rel=1e-3)
 
 
@@ -155,8 +104,8 @@ def test_reduction_options():
     other = CornerPoolHead(**SMALL_HEAD, corner_reduction='mean', stack_reduction='sum', offset_norm='clamped')
     other.load_state_dict(default.state_dict())
     outs = default(feats)
-    a = default.loss_by_feat(*outs, gts, metas)
-    b = other.loss_by_feat(*outs, gts, metas)
+    a = default.loss_by_feat(outs, gts, metas)
+    b = other.loss_by_feat(outs, gts, metas)
     assert b['loss_heatmap'].item() == pytest.approx(a['loss_heatmap'].item(), rel=1e-6)  # x 1/2 x 2
     assert b['loss_pull'].item() == pytest.approx(2 * a['loss_pull'].item(), rel=1e-6)
     # corner mean x stack sum cancel; 4 objects: / max(4, 1) instead of / (4 + 1e-4)
@@ -168,7 +117,7 @@ def test_gradients_reach_every_stack_and_branch():
     head = CornerPoolHead(**SMALL_HEAD)
     feats, gts, metas = small_inputs()
     feats = [f.requires_grad_(True) for f in feats]
-    losses = head.loss_by_feat(*head(feats), gts, metas)
+    losses = head.loss_by_feat(head(feats), gts, metas)
     sum(losses.values()).backward()
     for name, p in head.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
@@ -208,7 +157,7 @@ def test_predict_decodes_the_last_stack_only():
         results = head.predict(feats, _samples(metas), rescale=True)
         again = head.predict([torch.zeros_like(feats[0]), feats[1]], _samples(metas), rescale=True)
         raw = head.predict(feats, _samples(metas), rescale=True, with_nms=False)
-        by_feat = head.predict_by_feat(*head(feats), batch_img_metas=metas, rescale=True)
+        by_feat = head.predict_by_feat(head(feats), batch_img_metas=metas, rescale=True)
     for r, a, b in zip(results, again, by_feat):
         assert len(r) <= 20 and torch.equal(r.bboxes, a.bboxes) and torch.equal(r.bboxes, b.bboxes)
         assert set(r.keys()) == {'bboxes', 'scores', 'labels'}
@@ -226,7 +175,23 @@ def test_bad_config_and_input_raise():
     feats, _, _ = small_inputs()
     with pytest.raises(ValueError, match='num_stacks=2 but got 1'):
         head(feats[:1])
-    assert isinstance(head.test_cfg, (type(None), dict, ConfigDict))
+    with pytest.raises(ValueError, match='num_stacks=2 but got 1'):
+        head.predict(feats[:1], _samples(small_inputs()[2]))
+    with pytest.raises(ValueError, match='keypoints'):
+        CornerPoolHead(3, keypoints=('top_left', 'center'))
+    with pytest.raises(ValueError, match='keypoints'):
+        CornerPoolHead(3, keypoints=('top_left', 'bottom_right', 'middle'))
+    with pytest.raises(ValueError, match=r"also needs \['center'\]"):
+        CornerPoolHead(3, keypoints=('top_left', 'bottom_right', 'center'),
+                       train_cfg=dict(assigner=dict(type='GaussianHeatmapAssigner',
+                                                    keypoints=('top_left', 'bottom_right'))))
+    # mmdet's flat test_cfg keys reach the default decoder; a decoder config replaces it
+    mmdet_style = CornerPoolHead(3, test_cfg=ConfigDict(corner_topk=7, distance_threshold=0.25,
+                                                        local_maximum_kernel=5))
+    assert (mmdet_style.decoder.topk, mmdet_style.decoder.ae_threshold,
+            mmdet_style.decoder.local_maximum_kernel) == (7, 0.25, 5)
+    explicit = CornerPoolHead(3, test_cfg=dict(corner_topk=7, decoder=dict(type='CornerPairDecoder', topk=9)))
+    assert explicit.decoder.topk == 9
 
 
 def test_images_without_objects():
@@ -236,9 +201,150 @@ def test_images_without_objects():
     feats, gts, metas = small_inputs()
     empty = InstanceData(bboxes=torch.zeros((0, 4)), labels=torch.zeros((0, ), dtype=torch.long))
     for batch_gts in ([empty, empty], [gts[0], empty]):
-        losses = head.loss_by_feat(*head(feats), batch_gts, metas)
+        losses = head.loss_by_feat(head(feats), batch_gts, metas)
         assert all(torch.isfinite(v) for v in losses.values())
         sum(losses.values()).backward()
         if batch_gts[0] is empty:
             assert losses['loss_pull'] == 0 and losses['loss_push'] == 0 and losses['loss_offset'] == 0
             assert losses['loss_heatmap'] > 0
+
+
+def test_outputs_are_named_per_keypoint_branch_and_stack():
+    torch.manual_seed(0)
+    head = CornerPoolHead(**SMALL_HEAD)
+    feats, _, _ = small_inputs()
+    outs = head(feats)
+    assert isinstance(outs, KeypointMaps) and outs.num_stacks == 2
+    assert {k: sorted(v) for k, v in outs.items()} == {
+        'top_left': ['embedding', 'heatmap', 'offset'], 'bottom_right': ['embedding', 'heatmap', 'offset']}
+    assert outs['top_left']['heatmap'][0].shape == (2, 3, 16, 16)
+    assert outs['bottom_right']['embedding'][1].shape == (2, 1, 16, 16)
+    assert outs['bottom_right']['offset'][1].shape == (2, 2, 16, 16)
+    # each map is the output of its own modules: the bottom-right offset of stack 1 from br_modules.1 / br_offs.1
+    with torch.no_grad():
+        expected = head.br_offs[1](head.br_modules[1](feats[1]))
+    assert torch.equal(outs['bottom_right']['offset'][1], expected)
+    # mmdet CornerHead's positional order, and back
+    tup = outs.to_tuple()
+    assert tup[3][1] is outs['bottom_right']['embedding'][1] and tup[4][0] is outs['top_left']['offset'][0]
+    again = KeypointMaps.from_tuple(tup)
+    assert all(again[k][b][s] is outs[k][b][s] for k in outs for b in outs[k] for s in range(2))
+    assert torch.equal(outs.stack(-1)['top_left']['heatmap'], outs['top_left']['heatmap'][1])
+    # module names are the originals' (released checkpoints map one to one)
+    names = {k.split('.')[0] for k in head.state_dict()}
+    assert names == {f'{p}_{s}' for p in ('tl', 'br') for s in ('modules', 'heats', 'tags', 'offs')}
+
+
+def three_keypoint_head(**kwargs):
+    return CornerPoolHead(**SMALL_HEAD, keypoints=('top_left', 'bottom_right', 'center'),
+                          corner_pool=dict(type='CascadeCornerPoolModule'), center_pool=dict(type='CenterPoolModule'),
+                          **kwargs)
+
+
+def test_center_keypoint_type_adds_its_modules_targets_and_losses():
+    """The keypoint-triplet layout by configuration: center pooling, center heatmap and offset, no embedding."""
+    torch.manual_seed(0)
+    head = three_keypoint_head()
+    head.init_weights()
+    assert type(head.tl_modules[0]).__name__ == 'CascadeCornerPoolModule'
+    assert type(head.ct_modules[1]).__name__ == 'CenterPoolModule'
+    assert not hasattr(head, 'ct_tags') and len(head.ct_heats) == 2 and len(head.ct_offs) == 2
+    assert torch.equal(head.ct_heats[0][-1].bias, torch.full((3, ), -2.19))
+    feats, gts, metas = small_inputs()
+    outs = head(feats)
+    assert sorted(outs['center']) == ['heatmap', 'offset']
+    losses = head.loss_by_feat(outs, gts, metas)
+    targets = head.assigner.assign(gts, (16, 16), (63, 63), 3, metas)
+    assert head.assigner.keypoints == ('top_left', 'bottom_right', 'center')
+    ref = original_corner_loss(outs, targets, 2, keypoints=('top_left', 'bottom_right', 'center'))
+    assert losses['loss_heatmap'].item() == pytest.approx(ref['focal'].item(), rel=1e-5)
+    assert losses['loss_offset'].item() == pytest.approx(ref['off'].item(), rel=1e-5)
+    assert losses['loss_pull'].item() == pytest.approx(ref['pull'].item(), rel=1e-5)
+    two = original_corner_loss(outs, targets, 2)
+    assert ref['focal'].item() > two['focal'].item() * 1.2  # the center term is really there
+    sum(losses.values()).backward()
+    assert head.ct_offs[0][-1].weight.grad.abs().sum() > 0 and head.ct_modules[1].conv2.conv.weight.grad is not None
+
+
+def ref_valid_mask(ignored, labels, num_classes, out_hw, in_hw, keypoint):
+    """Per box, written out: CornerNet-Saccade's valid mask, 0 under an ignored object's Gaussian (corrected radius
+    formula, IoU 0.3, sigma d / 6, boxes clipped to the input, ratio out / in)."""
+    heat = np.zeros((num_classes, ) + out_hw, np.float32)
+    ratio_x, ratio_y = out_hw[1] / in_hw[1], out_hw[0] / in_hw[0]
+    for box, label in zip(ignored.tolist(), labels.tolist()):
+        x1, x2 = [min(max(v, 0), in_hw[1] - 1) * ratio_x for v in box[0::2]]
+        y1, y2 = [min(max(v, 0), in_hw[0] - 1) * ratio_y for v in box[1::2]]
+        radius = max(0, int(ref_radius((math_ceil(y2 - y1), math_ceil(x2 - x1)), 0.3, 'corrected')))
+        x, y = dict(top_left=(x1, y1), bottom_right=(x2, y2))[keypoint]
+        ref_draw_gaussian(heat[label], (int(x), int(y)), radius, 6.0)
+    return torch.from_numpy((heat == 0).astype(np.float32))
+
+
+def math_ceil(v):
+    import math
+    return math.ceil(v)
+
+
+def test_ignored_objects_mask_the_heatmap_loss():
+    """``mask_ignored``: the masked focal loss of CornerNet-Saccade (princeton-vl/CornerNet-Lite@6a54505
+    ``core/models/py_utils/losses.py::_focal_loss_mask``), the mask drawn from ``batch_gt_instances_ignore``."""
+    torch.manual_seed(0)
+    head = CornerPoolHead(**SMALL_HEAD, mask_ignored=True)
+    plain = CornerPoolHead(**SMALL_HEAD)
+    plain.load_state_dict(head.state_dict())
+    feats, gts, metas = small_inputs()
+    ignored = [InstanceData(bboxes=torch.tensor([[40.0, 2.0, 62.0, 30.0], [1.0, 30.0, 12.0, 60.0]]),
+                            labels=torch.tensor([2, 0])),
+               InstanceData(bboxes=torch.zeros((0, 4)), labels=torch.zeros((0, ), dtype=torch.long))]
+    outs = head(feats)
+    losses = head.loss_by_feat(outs, gts, metas, ignored)
+    targets = head.assigner.assign(gts, (16, 16), (63, 63), 3, metas)
+    valid = {}
+    for k in ('top_left', 'bottom_right'):
+        valid[k] = torch.stack([ref_valid_mask(ig.bboxes, ig.labels, 3, (16, 16), (63, 63), k) for ig in ignored])
+        assert (valid[k][0] == 0).sum() >= 5 and valid[k][1].eq(1).all()
+    ref = original_corner_loss(outs, targets, 2, valid=valid)
+    assert losses['loss_heatmap'].item() == pytest.approx(ref['focal'].item(), rel=1e-5)
+    assert losses['loss_pull'].item() == pytest.approx(ref['pull'].item(), rel=1e-5)
+    unmasked = original_corner_loss(outs, targets, 2)
+    assert abs(unmasked['focal'].item() - ref['focal'].item()) > 1e-3
+    # without mask_ignored (CornerNet, Squeeze: no ignore regions) the ignored objects change nothing
+    assert plain.loss_by_feat(outs, gts, metas, ignored)['loss_heatmap'].item() == pytest.approx(
+        unmasked['focal'].item(), rel=1e-5)
+    # through head.loss: ignored_instances of the data samples
+    samples = _samples(metas)
+    for sample, gt, ig in zip(samples, gts, ignored):
+        sample.gt_instances = gt
+        sample.ignored_instances = ig
+    through_samples = head.loss(feats, samples)
+    assert through_samples['loss_heatmap'].item() == pytest.approx(losses['loss_heatmap'].item(), rel=1e-6)
+
+
+def test_boxes_as_horizontal_boxes():
+    """``boxtype2tensor=False`` pipelines give ``HorizontalBoxes``: the targets read them with ``get_box_tensor``."""
+    from mmdet.structures.bbox import HorizontalBoxes
+    torch.manual_seed(0)
+    head = CornerPoolHead(**SMALL_HEAD)
+    feats, gts, metas = small_inputs()
+    boxed = [InstanceData(bboxes=HorizontalBoxes(gt.bboxes), labels=gt.labels) for gt in gts]
+    outs = head(feats)
+    a, b = head.loss_by_feat(outs, gts, metas), head.loss_by_feat(outs, boxed, metas)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_nms_hooks_remove_and_keep_the_right_boxes():
+    head = CornerPoolHead(**SMALL_HEAD, test_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=2))
+    raw = InstanceData(bboxes=torch.tensor([[0., 0., 10., 10.], [1., 0., 11., 10.], [30., 30., 40., 40.],
+                                            [0., 0., 10., 10.], [50., 50., 60., 60.]]),
+                       scores=torch.tensor([0.9, 0.8, 0.7, 0.6, 0.1]), labels=torch.tensor([0, 0, 0, 1, 0]),
+                       tl_scores=torch.rand(5), br_scores=torch.rand(5))
+    out = head.nms_detections(raw)
+    # box 1 overlaps box 0 (same class): removed; then the top 2 by score
+    assert out.scores.tolist() == pytest.approx([0.9, 0.7]) and out.labels.tolist() == [0, 0]
+    assert len(head.nms_detections(raw, None, 100)) == 5  # no NMS
+    meta = dict(flip=True, flip_direction='horizontal', ori_shape=(50, 100))
+    flipped = head.unflip_detections(raw, meta)
+    assert flipped.bboxes[0].tolist() == [90., 0., 100., 10.] and raw.bboxes[0].tolist() == [0., 0., 10., 10.]
+    assert head.unflip_detections(raw, dict(flip=False)) is raw
+    merged = head.merge_view_detections([raw, flipped], [dict(flip=False), meta])
+    assert len(merged) == 10 and set(merged.keys()) == {'bboxes', 'scores', 'labels', 'tl_scores', 'br_scores'}

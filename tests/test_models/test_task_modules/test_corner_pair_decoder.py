@@ -1,14 +1,19 @@
-"""CornerPairDecoder and topk_peaks against the original decoding (DETECTORS.md 2.10) and the dense peak search."""
+"""CornerPairDecoder and topk_peaks against the original decoding (princeton-vl/CornerNet-Lite@6a54505
+``core/models/py_utils/utils.py::_decode``, written out below) and mmdet's dense peak search."""
 import pytest
 import torch
 import torch.nn.functional as F
+from mmdet.models.utils import get_local_maximum, get_topk_from_heatmap
 
-from mmkp.models.task_modules.coders import CornerPairDecoder, topk_peaks
-from mmkp.models.utils import local_maximum, topk_heatmap
+from mmkp.models.task_modules.coders import CornerPairDecoder
+from mmkp.models.utils import local_maximum, topk_peaks
 
 
 def dense_peaks(logits, k, kernel=3):
-    return topk_heatmap(local_maximum(logits.sigmoid(), kernel), k)
+    """mmdet 3.3's dense peak search (``get_local_maximum`` + ``get_topk_from_heatmap``), an independent reference:
+    scores, flat pixel index, labels, ys, xs."""
+    scores, inds, labels, ys, xs = get_topk_from_heatmap(get_local_maximum(logits.sigmoid(), kernel), k)
+    return scores, inds, labels, ys, xs
 
 
 def peaky_logits(batch=2, classes=3, size=24, seed=0):
@@ -26,7 +31,8 @@ def test_topk_peaks_equals_dense(candidates):
         ref = dense_peaks(logits, 25)
         assert torch.equal(ours[0], ref[0])  # scores
         for a, b in zip(ours[1:], ref[1:]):  # index, labels, ys, xs (no ties in random maps)
-            assert torch.equal(a, b)
+            assert torch.equal(a.long(), b.long())
+        assert (ours[0] > 0.05).all()  # real peaks, not the zeros of suppressed pixels
 
 
 def test_peaky_maps_need_the_fallbacks():
@@ -144,6 +150,60 @@ def test_decode_maps_to_original_pixels():
         assert (res.scores[:-1] >= res.scores[1:]).all() and (res.scores > -1).all()
     clipped = CornerPairDecoder(topk=20, num_dets=100).decode(*maps.values(), metas)[0].bboxes
     assert clipped.min() >= 0 and (clipped[:, 0::2] <= 43).all() and (clipped[:, 1::2] <= 35).all()
+
+
+def test_decode_reads_each_images_own_metas():
+    """Two images of one batch with different input sizes per meta: each is scaled by its own (no metas[0])."""
+    maps = random_maps(batch=2, h=16, w=16)
+    decoder = CornerPairDecoder(topk=20, num_dets=100, clip_border=False)
+    metas = [dict(batch_input_shape=(64, 64), ori_shape=(64, 64), img_shape=(64, 64)),
+             dict(batch_input_shape=(32, 48), ori_shape=(32, 48), img_shape=(32, 48))]
+    both = decoder.decode(*maps.values(), metas)
+    for i, meta in enumerate(metas):
+        alone = decoder.decode(*[m[i:i + 1] for m in maps.values()], [meta])[0]
+        assert len(alone) > 0 and torch.equal(both[i].bboxes, alone.bboxes)
+    cells, scores = decoder.decode_pairs(*[m[1:] for m in maps.values()])[:2]
+    expected = cells[0][scores[0] > -1] * torch.tensor([48 / 16, 32 / 16, 48 / 16, 32 / 16])
+    assert torch.allclose(both[1].bboxes, expected)
+
+
+def test_border_rejection():
+    """``reject_border`` (the original's ``no_border``): a top-left corner on row / column 0 or a bottom-right corner
+    on the last row / column rejects the pair, whatever its offsets."""
+    h, w = 8, 10
+    base = {k: torch.zeros(1, c, h, w) for k, c in (('tl_heat', 1), ('br_heat', 1), ('tl_emb', 1), ('br_emb', 1),
+                                                     ('tl_off', 2), ('br_off', 2))}
+    base['tl_heat'] -= 10
+    base['br_heat'] -= 10
+    base['tl_off'] += 0.5
+
+    def decode(tl, br, **kwargs):
+        maps = {k: v.clone() for k, v in base.items()}
+        maps['tl_heat'][0, 0, tl[0], tl[1]] = 5
+        maps['br_heat'][0, 0, br[0], br[1]] = 4
+        return CornerPairDecoder(topk=1, num_dets=1, **kwargs).decode_pairs(*maps.values())[1].item()
+
+    inside = ((1, 1), (6, 8))
+    for tl, br in (inside, ((0, 3), (6, 8)), ((2, 0), (6, 8)), ((1, 1), (7, 8)), ((1, 1), (5, 9))):
+        assert decode(tl, br) > 0  # kept without the option
+        assert (decode(tl, br, reject_border=True) > 0) == ((tl, br) == inside), (tl, br)
+    # the rule is per corner type (top-left: first row / column; bottom-right: last row / column)
+    assert decode((1, 1), (6, 0 + 8), reject_border=True) > 0 and decode((7, 1), (7, 8), reject_border=True) == -1
+
+
+def test_decode_outputs_takes_named_maps():
+    maps = random_maps()
+    decoder = CornerPairDecoder(topk=20, num_dets=100)
+    metas = [dict(batch_input_shape=(80, 96), ori_shape=(80, 96), img_shape=(80, 96))] * 2
+    named = {k: dict(heatmap=maps[f'{p}_heat'], embedding=maps[f'{p}_emb'], offset=maps[f'{p}_off'])
+             for k, p in (('top_left', 'tl'), ('bottom_right', 'br'))}
+    named['center'] = dict(heatmap=maps['tl_heat'])  # other keypoint types are ignored
+    a, b = decoder.decode_outputs(named, metas), decoder.decode(*maps.values(), metas)
+    assert all(len(x) > 0 and torch.equal(x.bboxes, y.bboxes) for x, y in zip(a, b))
+    with pytest.raises(KeyError, match='bottom_right'):
+        decoder.decode_outputs({'top_left': named['top_left']}, metas)
+    with pytest.raises(KeyError, match='embedding'):
+        decoder.decode_outputs(dict(named, top_left=dict(heatmap=maps['tl_heat'], offset=maps['tl_off'])), metas)
 
 
 def test_bad_input_raises():

@@ -1,9 +1,14 @@
-"""CornerNetTTAModel: the raw pairs of every view are un-flipped, pooled and soft-NMS'ed once (the original's test)."""
+"""CornerNetTTAModel: the raw pairs of every view are un-flipped, pooled and soft-NMS'ed once (the original's test,
+princeton-vl/CornerNet-Lite@6a54505 ``core/test/cornernet.py::cornernet_inference``), through the head's hooks."""
 import copy
+import math
 import os.path as osp
 
+import mmcv
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from mmdet.structures.bbox import bbox_flip
 from mmdet.utils import register_all_modules
 from mmengine.dataset import Compose, pseudo_collate
@@ -39,10 +44,12 @@ def build(nms):
     def biased(x, stack):
         # an untrained head puts its corners anywhere; ramps favour top-left / bottom-right corners so that pairs
         # exist, while the network's outputs (which depend on the image, hence on the flip) still decide them
-        tl, br, tl_tag, br_tag, tl_off, br_off = forward_single(x, stack)
-        height, width = tl.shape[-2:]
+        out = forward_single(x, stack)
+        height, width = out['top_left']['heatmap'].shape[-2:]
         ramp = torch.arange(height).view(-1, 1) / height + torch.arange(width).view(1, -1) / width
-        return tl - 4 * ramp, br + 4 * ramp - 4, tl_tag, br_tag, tl_off, br_off
+        out['top_left']['heatmap'] = out['top_left']['heatmap'] - 4 * ramp
+        out['bottom_right']['heatmap'] = out['bottom_right']['heatmap'] + 4 * ramp - 4
+        return out
 
     head.forward_single = biased
     return tta.eval()
@@ -93,25 +100,107 @@ def test_views_pooled_then_one_soft_nms(bccd_root, merge):
     assert torch.allclose(merged.bboxes, expected.bboxes)
 
 
-def test_flip_maps_boxes_back(bccd_root):
-    """A flipped view's raw boxes, un-flipped, equal those of the unflipped view run on the flipped image."""
-    tta = build(NMS)
-    data = tta_batch(bccd_root)
-    flipped = [i for i in range(2) if data['data_samples'][i][0].metainfo['flip']][0]
-    view = tta.module.data_preprocessor({k: val[flipped] for k, val in data.items()}, False)
+IMG_H, IMG_W = 64, 100
+#: the object of the hand-made maps, in pixels of the (unflipped) image: top-left (13, 10), bottom-right (62, 43)
+BOX = (13.0, 10.0, 62.0, 43.0)
+
+
+def handmade_maps(x):
+    """Maps of known geometry, (IMG_H / 4, IMG_W / 4) cells: one top-left and one bottom-right peak of class 1 with
+    offsets, placed for the unflipped image (its right half is bright) or for the flipped one (left half bright),
+    where the object sits at x' = W - x. Top-left logits 3 (unflipped) / 2 (flipped), bottom-right 2.5 / 1.5."""
+    batch, _, height, width = x.shape
+    flipped = bool(x[..., :width // 2].mean() > x[..., width // 2:].mean())
+    x1, y1, x2, y2 = BOX
+    if flipped:
+        x1, x2 = IMG_W - x2, IMG_W - x1
+    out = {}
+    for name, (px, py), logit in (('top_left', (x1, y1), 2.0 if flipped else 3.0),
+                                  ('bottom_right', (x2, y2), 1.5 if flipped else 2.5)):
+        cx, cy = px / 4, py / 4
+        heat = torch.full((batch, 2, height, width), -10.0)
+        heat[:, 1, int(cy), int(cx)] = logit
+        off = torch.zeros(batch, 2, height, width)
+        off[:, 0, int(cy), int(cx)] = cx - int(cx)
+        off[:, 1, int(cy), int(cx)] = cy - int(cy)
+        out[name] = dict(heatmap=heat, embedding=torch.zeros(batch, 1, height, width), offset=off)
+    return out
+
+
+def handmade_tta(tmp_path, nms):
+    tta = build(nms)
+    tta.module.bbox_head.decoder.topk = 1
+    tta.module.extract_feat = lambda inputs: [F.avg_pool2d(inputs, 4)] * 2
+    tta.module.bbox_head.forward_single = lambda x, stack: handmade_maps(x)
+    img = np.zeros((IMG_H, IMG_W, 3), np.uint8)
+    img[:, IMG_W // 2:] = 255
+    path = str(tmp_path / 'half.png')
+    mmcv.imwrite(img, path)
+    register_all_modules(init_default_scope=False)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        pipeline = Compose([
+            dict(type='LoadImageFromFile'),
+            dict(type='TestTimeAug', transforms=[
+                [dict(type='RandomFlip', prob=0.), dict(type='RandomFlip', prob=1.)],
+                [dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                                                       'scale_factor', 'flip', 'flip_direction'))]])
+        ])
+    return tta, pseudo_collate([pipeline(dict(img_path=path, img_id=0))])
+
+
+def sigmoid(v):
+    return 1 / (1 + math.exp(-v))
+
+
+def test_flipped_view_maps_back_onto_the_known_box(tmp_path):
+    """Hand-made maps: the unflipped view finds BOX directly, the flipped view finds its mirror image; both land on
+    BOX (computed by hand, not by the model's own flip) with the right scores and corner scores."""
+    tta, data = handmade_tta(tmp_path, None)  # no NMS: every raw pair of the views
     with torch.no_grad():
-        raw = tta.module.bbox_head.predict(tta.module.extract_feat(view['inputs']), view['data_samples'],
-                                           rescale=True, with_nms=False)[0]
-        result = tta.test_step(copy.deepcopy(data))[0].pred_instances
-    meta = view['data_samples'][0].metainfo
-    unflipped = bbox_flip(raw.bboxes, meta['ori_shape'], 'horizontal')
-    # every merged detection comes from one of the views; those of the flipped view appear un-flipped
-    from_flipped = (torch.cdist(result.bboxes, unflipped).min(1)[0] < 1e-4).sum()
-    assert from_flipped > 0
+        merged = tta.test_step(copy.deepcopy(data))[0].pred_instances
+    assert len(merged) == 2
+    assert torch.allclose(merged.bboxes, torch.tensor([BOX, BOX]), atol=1e-4)
+    assert merged.labels.tolist() == [1, 1]
+    assert merged.scores.tolist() == pytest.approx([(sigmoid(3) + sigmoid(2.5)) / 2, (sigmoid(2) + sigmoid(1.5)) / 2])
+
+
+def test_one_soft_nms_over_the_pooled_views(tmp_path):
+    tta, data = handmade_tta(tmp_path, NMS)
+    with torch.no_grad():
+        merged = tta.test_step(copy.deepcopy(data))[0].pred_instances
+    # the two views' boxes coincide (IoU 1): the second is decayed by exp(-IoU^2 / sigma) = exp(-2)
+    first, second = (sigmoid(3) + sigmoid(2.5)) / 2, (sigmoid(2) + sigmoid(1.5)) / 2
+    assert merged.scores.tolist() == pytest.approx([first, second * math.exp(-1 / 0.5)], rel=1e-5)
+    assert torch.allclose(merged.bboxes, torch.tensor([BOX, BOX]), atol=1e-4)
+
+
+def test_the_heads_merge_hook_runs_between_pooling_and_nms(tmp_path):
+    tta, data = handmade_tta(tmp_path, NMS)
+    head = tta.module.bbox_head
+    calls = []
+
+    def merge(results, metas):  # e.g. the triplet center-region check: drop the flipped view's box
+        calls.append(([len(r) for r in results], [m['flip'] for m in metas]))
+        pooled = type(head).merge_view_detections(head, results, metas)
+        # the extra fields of the views reach the merge, un-flipped boxes included
+        assert pooled.tl_scores.tolist() == pytest.approx([sigmoid(3), sigmoid(2)])
+        assert pooled.br_scores.tolist() == pytest.approx([sigmoid(2.5), sigmoid(1.5)])
+        assert torch.allclose(pooled.bboxes, torch.tensor([BOX, BOX]), atol=1e-4)
+        return pooled[pooled.scores > 0.85]
+
+    head.merge_view_detections = merge
+    with torch.no_grad():
+        merged = tta.test_step(copy.deepcopy(data))[0].pred_instances
+    assert calls == [([1, 1], [False, True])]
+    assert len(merged) == 1 and merged.scores.item() == pytest.approx((sigmoid(3) + sigmoid(2.5)) / 2)
 
 
 def test_needs_a_head_that_returns_raw_pairs():
     tta = build(NMS)
     tta.module.bbox_head.predict = lambda x, samples, rescale=False: None
     with pytest.raises(TypeError, match='with_nms'):
+        tta.test_step(dict(inputs=[[torch.zeros(3, 8, 8)]], data_samples=[[None]]))
+    tta = build(NMS)
+    tta.module.bbox_head.merge_view_detections = None
+    with pytest.raises(TypeError, match='merge_view_detections'):
         tta.test_step(dict(inputs=[[torch.zeros(3, 8, 8)]], data_samples=[[None]]))

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 
+from mmkp.models.dense_heads import KeypointMaps
 from mmkp.utils.benchmark import make_record, median_time
 
 BATCH, SIZE, FEAT, NUM_CLASSES, STACKS = 6, 511, 128, 80, 2
@@ -122,7 +123,7 @@ def run(args) -> List[Dict[str, object]]:
         gts = random_gts(num_boxes, device)
 
         def our_loss():
-            return ours.loss_by_feat(*outs, gts, metas)
+            return ours.loss_by_feat(KeypointMaps.from_tuple(outs), gts, metas)
 
         def their_loss():
             return baseline.loss_by_feat(*outs, gts, metas)
@@ -139,7 +140,7 @@ def run(args) -> List[Dict[str, object]]:
         meta = metas[:1]
 
         def our_decode():
-            return ours.predict_by_feat(*single, batch_img_metas=meta, rescale=True)
+            return ours.predict_by_feat(KeypointMaps.from_tuple(single), batch_img_metas=meta, rescale=True)
 
         def their_decode():
             return baseline.predict_by_feat(*single, batch_img_metas=meta, rescale=True)

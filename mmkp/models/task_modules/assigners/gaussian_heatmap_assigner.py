@@ -4,12 +4,14 @@ from functools import cached_property
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
+from mmdet.structures.bbox import get_box_tensor
 from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmkp.registry import TASK_UTILS
 from ...utils.gaussian import (COMPACT_MAX_OCCUPANCY, RADIUS_FORMULAS, CompactHeatmap, draw_gaussians,
                                integer_radius, keypoint_grid_position)
+from ...utils.heatmap import to_xy_ratio
 
 KEYPOINTS = ('top_left', 'bottom_right', 'center')
 
@@ -29,6 +31,11 @@ class HeatmapTargets:
         sizes (Tensor): (B, M, 2), box (width, height) in feature-map cells.
         labels (Tensor): int64 (B, M), class index of each object; -1 where ``mask`` is False.
         mask (Tensor): bool (B, M), True for real objects (padding and boxes dropped as empty are False).
+        weights (dict[str, Tensor], optional): per keypoint type, the (B, num_classes, H, W) per-pixel weight of the
+            heatmap loss: 0 wherever a Gaussian of an ignored object (``batch_gt_instances_ignore``, drawn in its
+            class plane with the same radius and sigma rules as the objects) is positive, 1 elsewhere -- the valid
+            masks of CornerNet-Saccade (princeton-vl/CornerNet-Lite@6a54505 ``core/sample/cornernet_saccade.py``,
+            ``tl_valids`` / ``br_valids``). None when the batch has no ignored object.
     """
     compact_heatmaps: Dict[str, CompactHeatmap]
     indices: Dict[str, Tensor]
@@ -36,6 +43,7 @@ class HeatmapTargets:
     sizes: Tensor
     labels: Tensor
     mask: Tensor
+    weights: Optional[Dict[str, Tensor]] = None
 
     @cached_property
     def heatmaps(self) -> Dict[str, Tensor]:
@@ -50,17 +58,23 @@ class HeatmapTargets:
         occupied; else the dense heatmap (built once, so that the losses of several stacks share it).
         """
         compact = self.compact_heatmaps[name]
-        if getattr(loss, 'supports_compact_target', False) and compact.occupancy <= COMPACT_MAX_OCCUPANCY:
+        if self.weights is None and getattr(loss, 'supports_compact_target',
+                                            False) and compact.occupancy <= COMPACT_MAX_OCCUPANCY:
             return compact
         return self.heatmaps[name]
+
+    def weight_for(self, name: str) -> Optional[Tensor]:
+        """The (B, num_classes, H, W) heatmap-loss weight of keypoint type ``name``, or None without ignores."""
+        return None if self.weights is None else self.weights[name]
 
 
 @TASK_UTILS.register_module()
 class GaussianHeatmapAssigner:
     """Gaussian keypoint heatmaps and the regression targets that go with them, vectorised over boxes and images.
 
-    Follows reference/DETECTORS.md section 2.7 (CornerNet-Lite ``core/sample/cornernet.py``; CenterNet keypoint
-    triplets ``sample/coco.py``; CenterNet objects-as-points ``datasets/sample/ctdet.py``):
+    Follows princeton-vl/CornerNet-Lite@6a54505 ``core/sample/cornernet.py`` and ``core/sample/utils.py``,
+    Duankaiwen/CenterNet@3ad3a10 ``sample/coco.py`` (keypoint triplets) and xingyizhou/CenterNet@4c50fd3
+    ``src/lib/datasets/sample/ctdet.py`` (objects as points):
 
     1. boxes (x1, y1, x2, y2), in pixels of the network input, are clipped (``clip_to``) and scaled by the ratio
        output / input; boxes with zero width or height after clipping are dropped, as all three originals do;
@@ -73,6 +87,10 @@ class GaussianHeatmapAssigner:
     many classes the dense (B, C, H, W) target is mostly planes of zeros (COCO, 20 objects per image: about 18 of 80
     planes hold one), which would be allocated, zeroed and read by the loss for nothing.
     ``HeatmapTargets.heatmaps`` gives the dense tensors when they are wanted.
+
+    Boxes are read with mmdet's ``get_box_tensor``, so ``HorizontalBoxes`` (``boxtype2tensor=False``) and plain
+    (n, 4) tensors both work. Objects of ``batch_gt_instances_ignore`` give per-pixel loss weights
+    (``HeatmapTargets.weights``) instead of targets.
 
     Args:
         keypoints (Sequence[str]): keypoint types among ``'top_left'``, ``'bottom_right'`` and ``'center'``.
@@ -131,9 +149,7 @@ class GaussianHeatmapAssigner:
         self.keypoints = keypoints
         if stride is not None:
             ratio = 1.0 / stride
-        if ratio is not None and not isinstance(ratio, (tuple, list)):
-            ratio = (float(ratio), float(ratio))
-        self.ratio = None if ratio is None else (float(ratio[0]), float(ratio[1]))
+        self.ratio = to_xy_ratio(ratio)
         self.radius_formula = radius_formula
         self.min_overlap = float(min_overlap)
         if isinstance(sigma_factor, dict):
@@ -157,38 +173,105 @@ class GaussianHeatmapAssigner:
                feat_shape: Tuple[int, int],
                input_shape: Tuple[int, int],
                num_classes: int,
-               batch_img_metas: Optional[List[dict]] = None) -> HeatmapTargets:
+               batch_img_metas: Optional[List[dict]] = None,
+               batch_gt_instances_ignore: Optional[List[Optional[InstanceData]]] = None) -> HeatmapTargets:
         """Compute the targets of a batch.
 
         Args:
             batch_gt_instances (list[InstanceData]): per image, ``bboxes`` (n_i, 4) as (x1, y1, x2, y2) in pixels
-                of the network input and ``labels`` (n_i,) in [0, num_classes).
+                of the network input (a tensor or mmdet ``HorizontalBoxes``) and ``labels`` (n_i,) in
+                [0, num_classes).
             feat_shape (tuple[int, int]): (H, W) of the output maps.
             input_shape (tuple[int, int]): (H, W) of the batch input (``batch_input_shape``).
             num_classes (int): number of heatmap channels.
             batch_img_metas (list[dict], optional): per image metas; ``img_shape`` is used by ``clip_to='input'``.
+            batch_gt_instances_ignore (list[InstanceData], optional): per image, objects to ignore (``bboxes``,
+                ``labels``; None or empty for none): their Gaussians zero the heatmap-loss weight
+                (``HeatmapTargets.weights``). Defaults to None.
 
         Returns:
             HeatmapTargets: see its docstring.
 
         Raises:
-            ValueError: when a label lies outside [0, num_classes) or boxes are not of shape (n, 4).
+            ValueError: when a label lies outside [0, num_classes), boxes are not of shape (n, 4), or the ignored
+                objects are given for another number of images.
+        """
+        feat_h, feat_w = int(feat_shape[0]), int(feat_shape[1])
+        boxes = self._scaled_boxes(batch_gt_instances, feat_shape, input_shape, num_classes, batch_img_metas,
+                                   'batch_gt_instances')
+        num_imgs, max_objs = len(batch_gt_instances), boxes['max_objs']
+        img_index, slot, labels, keep = boxes['img_index'], boxes['slot'], boxes['labels'], boxes['keep']
+        x1, y1, x2, y2 = boxes['corners']
+        device = labels.device
+        box_w, box_h = x2 - x1, y2 - y1
+
+        mask = torch.zeros((num_imgs, max_objs), dtype=torch.bool, device=device)
+        mask[img_index, slot] = keep
+        out_labels = torch.full((num_imgs, max_objs), -1, dtype=torch.long, device=device)
+        out_labels[img_index[keep], slot[keep]] = labels[keep]
+        sizes_out = x1.new_zeros((num_imgs, max_objs, 2))
+        sizes_out[img_index[keep], slot[keep]] = torch.stack([box_w, box_h], -1)[keep]
+
+        radius = integer_radius(box_h[keep], box_w[keep], self.min_overlap, self.radius_formula, self.min_radius)
+        # the (image, class) planes that hold an object, ascending, and each object's row among them
+        planes, plane_row = torch.unique(img_index[keep] * num_classes + labels[keep], return_inverse=True)
+        dense_shape = (num_imgs, num_classes, feat_h, feat_w)
+        compact_heatmaps, indices, offsets = {}, {}, {}
+        for name in self.keypoints:
+            px, py = self._keypoint(name, x1, y1, x2, y2)
+            cx, off_x = keypoint_grid_position(px[keep], feat_w)
+            cy, off_y = keypoint_grid_position(py[keep], feat_h)
+            heat = x1.new_zeros((planes.numel(), feat_h, feat_w))
+            draw_gaussians(heat, plane_row, cx, cy, radius, self.sigma_factor[name])
+            compact_heatmaps[name] = CompactHeatmap(heat, planes, dense_shape)
+            index = torch.zeros((num_imgs, max_objs), dtype=torch.long, device=device)
+            index[img_index[keep], slot[keep]] = cy * feat_w + cx
+            indices[name] = index
+            offset = x1.new_zeros((num_imgs, max_objs, 2))
+            offset[img_index[keep], slot[keep]] = torch.stack([off_x, off_y], -1)
+            offsets[name] = offset
+        weights = self._ignore_weights(batch_gt_instances_ignore, feat_shape, input_shape, num_classes,
+                                       batch_img_metas, num_imgs)
+        return HeatmapTargets(compact_heatmaps, indices, offsets, sizes_out, out_labels, mask, weights)
+
+    @staticmethod
+    def _keypoint(name: str, x1: Tensor, y1: Tensor, x2: Tensor, y2: Tensor) -> Tuple[Tensor, Tensor]:
+        """(x, y) of keypoint type ``name`` of boxes in feature cells."""
+        if name == 'top_left':
+            return x1, y1
+        if name == 'bottom_right':
+            return x2, y2
+        return (x1 + x2) / 2, (y1 + y2) / 2
+
+    def _scaled_boxes(self, batch_instances: Sequence[Optional[InstanceData]], feat_shape: Tuple[int, int],
+                      input_shape: Tuple[int, int], num_classes: int, batch_img_metas: Optional[List[dict]],
+                      field: str) -> dict:
+        """Every box of the batch clipped (``clip_to``) and scaled to feature cells, flattened over images.
+
+        Returns:
+            dict: ``corners`` (x1, y1, x2, y2), each (N,) in cells; ``labels`` (N,); ``img_index`` (N,) and ``slot``
+            (N,) (image and position inside it); ``keep`` bool (N,) (positive width and height); ``max_objs``.
         """
         feat_h, feat_w = int(feat_shape[0]), int(feat_shape[1])
         ratio_x, ratio_y = self.get_ratio(feat_shape, input_shape)
-        num_imgs = len(batch_gt_instances)
-        device = batch_gt_instances[0].bboxes.device if num_imgs else torch.device('cpu')
-        counts = [len(gt) for gt in batch_gt_instances]
-        max_objs = max(counts, default=0)
-
-        bboxes = torch.cat([gt.bboxes.reshape(-1, 4).float() for gt in batch_gt_instances]) if num_imgs else \
+        instances = [gt if gt is not None else InstanceData(bboxes=torch.zeros((0, 4)),
+                                                            labels=torch.zeros((0, ), dtype=torch.long))
+                     for gt in batch_instances]
+        num_imgs = len(instances)
+        box_list = [get_box_tensor(gt.bboxes) for gt in instances]
+        device = box_list[0].device if num_imgs else torch.device('cpu')
+        for i, b in enumerate(box_list):
+            if b.numel() and b.shape[-1] != 4:
+                raise ValueError(f'{field}[{i}].bboxes must be of shape (n, 4), got {tuple(b.shape)}')
+        counts = [len(b.reshape(-1, 4)) for b in box_list]
+        bboxes = torch.cat([b.reshape(-1, 4).float().to(device) for b in box_list]) if num_imgs else \
             torch.zeros((0, 4), device=device)
-        labels = torch.cat([gt.labels.reshape(-1).long() for gt in batch_gt_instances]) if num_imgs else \
+        labels = torch.cat([gt.labels.reshape(-1).long().to(device) for gt in instances]) if num_imgs else \
             torch.zeros((0, ), dtype=torch.long, device=device)
         if bboxes.shape[0] != labels.shape[0]:
-            raise ValueError(f'gt bboxes ({bboxes.shape[0]}) and labels ({labels.shape[0]}) differ in number')
+            raise ValueError(f'{field}: bboxes ({bboxes.shape[0]}) and labels ({labels.shape[0]}) differ in number')
         if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
-            raise ValueError(f'gt labels must lie in [0, {num_classes}), got min {int(labels.min())} '
+            raise ValueError(f'{field}: labels must lie in [0, {num_classes}), got min {int(labels.min())} '
                              f'max {int(labels.max())}')
         img_index = torch.repeat_interleave(torch.arange(num_imgs, device=device), torch.tensor(counts, device=device))
         # slot of each object inside its image's row of the (B, M) outputs
@@ -211,37 +294,37 @@ class GaussianHeatmapAssigner:
         if self.clip_to == 'output':
             x1, x2 = x1.clamp(0, feat_w - 1), x2.clamp(0, feat_w - 1)
             y1, y2 = y1.clamp(0, feat_h - 1), y2.clamp(0, feat_h - 1)
-        box_w, box_h = x2 - x1, y2 - y1
-        keep = (box_w > 0) & (box_h > 0)
+        keep = (x2 - x1 > 0) & (y2 - y1 > 0)
+        return dict(corners=(x1, y1, x2, y2), labels=labels, img_index=img_index, slot=slot, keep=keep,
+                    max_objs=max(counts, default=0))
 
-        mask = torch.zeros((num_imgs, max_objs), dtype=torch.bool, device=device)
-        mask[img_index, slot] = keep
-        out_labels = torch.full((num_imgs, max_objs), -1, dtype=torch.long, device=device)
-        out_labels[img_index[keep], slot[keep]] = labels[keep]
-        sizes_out = bboxes.new_zeros((num_imgs, max_objs, 2))
-        sizes_out[img_index[keep], slot[keep]] = torch.stack([box_w, box_h], -1)[keep]
-
-        radius = integer_radius(box_h[keep], box_w[keep], self.min_overlap, self.radius_formula, self.min_radius)
-        # the (image, class) planes that hold an object, ascending, and each object's row among them
-        planes, plane_row = torch.unique(img_index[keep] * num_classes + labels[keep], return_inverse=True)
-        dense_shape = (num_imgs, num_classes, feat_h, feat_w)
-        points = dict(
-            top_left=(x1, y1), bottom_right=(x2, y2), center=((x1 + x2) / 2, (y1 + y2) / 2))
-        compact_heatmaps, indices, offsets = {}, {}, {}
+    def _ignore_weights(self, batch_gt_instances_ignore: Optional[List[Optional[InstanceData]]],
+                        feat_shape: Tuple[int, int], input_shape: Tuple[int, int], num_classes: int,
+                        batch_img_metas: Optional[List[dict]], num_imgs: int) -> Optional[Dict[str, Tensor]]:
+        """Per keypoint type, (B, num_classes, H, W) weights: 0 under the ignored objects' Gaussians, else 1."""
+        if batch_gt_instances_ignore is None:
+            return None
+        if len(batch_gt_instances_ignore) != num_imgs:
+            raise ValueError(f'batch_gt_instances_ignore has {len(batch_gt_instances_ignore)} entries for '
+                             f'{num_imgs} images')
+        if not any(gt is not None and len(gt) > 0 for gt in batch_gt_instances_ignore):
+            return None
+        feat_h, feat_w = int(feat_shape[0]), int(feat_shape[1])
+        boxes = self._scaled_boxes(batch_gt_instances_ignore, feat_shape, input_shape, num_classes, batch_img_metas,
+                                   'batch_gt_instances_ignore')
+        keep = boxes['keep']
+        x1, y1, x2, y2 = (c[keep] for c in boxes['corners'])
+        plane = boxes['img_index'][keep] * num_classes + boxes['labels'][keep]
+        radius = integer_radius(y2 - y1, x2 - x1, self.min_overlap, self.radius_formula, self.min_radius)
+        weights = {}
         for name in self.keypoints:
-            px, py = points[name]
-            cx, off_x = keypoint_grid_position(px[keep], feat_w)
-            cy, off_y = keypoint_grid_position(py[keep], feat_h)
-            heat = bboxes.new_zeros((planes.numel(), feat_h, feat_w))
-            draw_gaussians(heat, plane_row, cx, cy, radius, self.sigma_factor[name])
-            compact_heatmaps[name] = CompactHeatmap(heat, planes, dense_shape)
-            index = torch.zeros((num_imgs, max_objs), dtype=torch.long, device=device)
-            index[img_index[keep], slot[keep]] = cy * feat_w + cx
-            indices[name] = index
-            offset = bboxes.new_zeros((num_imgs, max_objs, 2))
-            offset[img_index[keep], slot[keep]] = torch.stack([off_x, off_y], -1)
-            offsets[name] = offset
-        return HeatmapTargets(compact_heatmaps, indices, offsets, sizes_out, out_labels, mask)
+            px, py = self._keypoint(name, x1, y1, x2, y2)
+            cx, _ = keypoint_grid_position(px, feat_w)
+            cy, _ = keypoint_grid_position(py, feat_h)
+            heat = x1.new_zeros((num_imgs * num_classes, feat_h, feat_w))
+            draw_gaussians(heat, plane, cx, cy, radius, self.sigma_factor[name])
+            weights[name] = (heat <= 0).to(heat.dtype).view(num_imgs, num_classes, feat_h, feat_w)
+        return weights
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(keypoints={self.keypoints}, ratio={self.ratio}, '

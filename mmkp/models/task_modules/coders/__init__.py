@@ -1,7 +1,5 @@
 """Decoders from raw keypoint maps to boxes."""
 from .center_heatmap_decoder import CenterHeatmapDecoder
+from .corner_pair_decoder import CornerPairDecoder
 
-__all__ = ['CenterHeatmapDecoder']
-from .corner_pair_decoder import CornerPairDecoder, topk_peaks  # noqa: E402
-
-__all__ += ['CornerPairDecoder', 'topk_peaks']
+__all__ = ['CenterHeatmapDecoder', 'CornerPairDecoder']

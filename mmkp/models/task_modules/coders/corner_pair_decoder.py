@@ -1,86 +1,34 @@
 """Decoding of CornerNet corner heatmaps into boxes: peaks, top-K corners per type, all pairs scored and filtered."""
-from typing import List, Optional, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmkp.registry import TASK_UTILS
-from ...utils.heatmap import boxes_to_original, feat_to_input_ratio, gather_feat, local_maximum, topk_heatmap
+from ...utils.heatmap import Ratio, cells_to_original, gather_feat, split_detections, to_xy_ratio, topk_peaks
 
 
-def topk_peaks(logits: Tensor, k: int, kernel: int = 3,
-               num_candidates: Tuple[int, ...] = (1000, 16000)) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """``topk_heatmap(local_maximum(sigmoid(logits), kernel), k)`` without the dense max-pool when possible.
-
-    The dense form (CornerNet-Lite ``core/models/py_utils/utils.py::_nms`` + ``_topk``; mmdet's
-    ``get_local_maximum`` + ``get_topk_from_heatmap``) max-pools the whole (B, C, H, W) map, which dominates decoding
-    on a CPU. Here the ``n`` largest logits of each image are taken first (sigmoid is increasing, so they are the
-    ``n`` largest scores); each is a peak iff no score in its ``kernel`` x ``kernel`` window (borders excluded, as the
-    max-pool's -inf padding) is larger -- the dense rule ``maxpool(heat) == heat``, evaluated on sigmoid scores, so
-    plateaus count as in the original. If every image has at least ``k`` peaks among its candidates, the first ``k``
-    are exactly the dense result (up to the order of equal scores); otherwise the next, larger ``n`` of
-    ``num_candidates`` is tried, and in the end the dense computation.
-
-    Args:
-        logits (Tensor): (B, C, H, W) raw heatmap.
-        k (int): peaks per image; clipped to C * H * W.
-        kernel (int): odd window. Defaults to 3.
-        num_candidates (tuple[int]): candidate counts to try before the dense path. Defaults to (1000, 16000).
-
-    Returns:
-        tuple: ``scores`` (B, k) sigmoid scores sorted descending, ``index`` (B, k) flat pixel index ``y * W + x``,
-        ``labels`` (B, k), ``ys`` and ``xs`` (B, k) integer cells as float (as :func:`topk_heatmap`).
-    """
-    if kernel % 2 != 1:
-        raise ValueError(f'local maximum kernel must be odd, got {kernel}')
-    batch, num_classes, height, width = logits.shape
-    total = num_classes * height * width
-    k = min(k, total)
-    flat = logits.reshape(batch, -1)
-    radius = (kernel - 1) // 2
-    delta = torch.arange(-radius, radius + 1, device=logits.device)
-    for num in num_candidates:
-        num = min(max(num, k), total)
-        cand_logit, cand = flat.topk(num)
-        labels = torch.div(cand, height * width, rounding_mode='floor')
-        pixel = cand - labels * height * width
-        ys = torch.div(pixel, width, rounding_mode='floor')
-        xs = pixel - ys * width
-        ny = ys.unsqueeze(-1).unsqueeze(-1) + delta.view(-1, 1)  # (B, n, kernel, 1)
-        nx = xs.unsqueeze(-1).unsqueeze(-1) + delta.view(1, -1)  # (B, n, 1, kernel)
-        inside = (ny >= 0) & (ny < height) & (nx >= 0) & (nx < width)
-        n_index = (labels.unsqueeze(-1).unsqueeze(-1) * height + ny.clamp(0, height - 1)) * width + \
-            nx.clamp(0, width - 1)
-        n_score = flat.gather(1, n_index.reshape(batch, -1)).view(batch, num, kernel, kernel).sigmoid()
-        score = cand_logit.sigmoid()
-        n_score = torch.where(inside, n_score, torch.full_like(n_score, float('-inf')))
-        is_peak = (n_score <= score.view(batch, num, 1, 1)).flatten(2).all(-1)
-        if bool((is_peak.sum(1) >= k).all()):
-            rank = torch.arange(num, device=logits.device).expand(batch, num)
-            first = torch.where(is_peak, rank, rank + num).sort(1)[0][:, :k]
-            return (score.gather(1, first), pixel.gather(1, first), labels.gather(1, first),
-                    ys.gather(1, first).to(logits.dtype), xs.gather(1, first).to(logits.dtype))
-        if num == total:
-            break
-    return topk_heatmap(local_maximum(logits.sigmoid(), kernel), k)
 
 
 @TASK_UTILS.register_module()
 class CornerPairDecoder:
     """Boxes from top-left / bottom-right corner heatmaps, embeddings and offsets (CornerNet ``_decode``).
 
-    CornerNet-Lite ``core/models/py_utils/utils.py::_decode`` (DETECTORS.md section 2.10), vectorised over the batch:
+    princeton-vl/CornerNet-Lite@6a54505 ``core/models/py_utils/utils.py::_decode``, vectorised over the batch:
 
     1. sigmoid heatmaps, ``local_maximum_kernel`` x ``local_maximum_kernel`` peak extraction, top ``topk`` corners
-       per type over all classes and pixels (:func:`topk_peaks`);
+       per type over all classes and pixels (:func:`mmkp.models.utils.topk_peaks`);
     2. corner = integer cell + gathered offset (feature cells);
     3. all ``topk`` x ``topk`` (top-left, bottom-right) pairs scored (s_tl + s_br) / 2, and set to -1 when the classes
        differ, |e_tl - e_br| > ``ae_threshold``, br_x < tl_x or br_y < tl_y (strict: zero width / height kept, as the
-       original; ``keep_zero_size=False`` rejects them as mmdet's ``CornerHead`` does);
+       original; ``keep_zero_size=False`` rejects them as mmdet's ``CornerHead`` does), and, with
+       ``reject_border``, when the top-left corner's integer cell lies on the first heatmap row or column or the
+       bottom-right corner's on the last row or column (the original's ``no_border``, used by CornerNet-Saccade in
+       its crops, ``core/test/cornernet_saccade.py``: a box cut by the crop edge is left to another crop);
     4. the top ``num_dets`` pairs; those scored -1 are dropped (the original drops them after rescaling);
-    5. cells -> input pixels (batch input size / feature size, or 1 / ``ratio``; 511 / 128 for CornerNet), then to
-       original-image pixels through the metas (:func:`mmkp.models.utils.boxes_to_original`: ``border`` of a crop-pad
+    5. cells -> original-image pixels with each image's own metas (:func:`mmkp.models.utils.cells_to_original`:
+       batch input size / feature size or 1 / ``ratio`` -- 511 / 128 for CornerNet --, ``border`` of a crop-pad
        transform, ``scale_factor``), clipped to the image when ``clip_border`` (the original clips,
        ``core/test/cornernet.py::rescale_dets_``).
 
@@ -95,9 +43,11 @@ class CornerPairDecoder:
             (128 / 511 at 511, 160 / 639 at 639, ...). Defaults to None.
         clip_border (bool): clip boxes to the image. Defaults to True (original).
         num_candidates (tuple[int]): see :func:`topk_peaks`. Defaults to (1000, 16000).
+        reject_border (bool): reject pairs with a corner on the heatmap border (step 3). Defaults to False
+            (CornerNet, Squeeze); CornerNet-Saccade's crops use True.
 
     Raises:
-        ValueError: for non-positive ``topk`` / ``num_dets`` or an even kernel.
+        ValueError: for non-positive ``topk`` / ``num_dets``, an even kernel or a bad ``ratio``.
     """
 
     def __init__(self,
@@ -106,9 +56,10 @@ class CornerPairDecoder:
                  ae_threshold: float = 0.5,
                  num_dets: int = 1000,
                  keep_zero_size: bool = True,
-                 ratio: Optional[Union[float, Tuple[float, float]]] = None,
+                 ratio: Optional[Ratio] = None,
                  clip_border: bool = True,
-                 num_candidates: Tuple[int, ...] = (1000, 16000)) -> None:
+                 num_candidates: Tuple[int, ...] = (1000, 16000),
+                 reject_border: bool = False) -> None:
         if topk < 1:
             raise ValueError(f'topk must be >= 1, got {topk}')
         if num_dets < 1:
@@ -120,11 +71,10 @@ class CornerPairDecoder:
         self.ae_threshold = ae_threshold
         self.num_dets = num_dets
         self.keep_zero_size = keep_zero_size
-        if ratio is not None and not isinstance(ratio, (tuple, list)):
-            ratio = (float(ratio), float(ratio))
-        self.ratio = ratio
+        self.ratio = to_xy_ratio(ratio)
         self.clip_border = clip_border
         self.num_candidates = tuple(num_candidates)
+        self.reject_border = reject_border
 
     def decode_pairs(self, tl_heat: Tensor, br_heat: Tensor, tl_emb: Tensor, br_emb: Tensor, tl_off: Tensor,
                      br_off: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -145,11 +95,14 @@ class CornerPairDecoder:
                 raise ValueError(f'{name} must be a (B, C, H, W) map, got shape {tuple(t.shape)}')
         if tl_emb.shape[1] != 1 or br_emb.shape[1] != 1:
             raise ValueError(f'embeddings must have 1 channel, got {tl_emb.shape[1]} and {br_emb.shape[1]}')
-        batch = tl_heat.shape[0]
+        batch, _, height, width = tl_heat.shape
         kernel = self.local_maximum_kernel
         tl_s, tl_ind, tl_lab, tl_y, tl_x = topk_peaks(tl_heat, self.topk, kernel, self.num_candidates)
         br_s, br_ind, br_lab, br_y, br_x = topk_peaks(br_heat, self.topk, kernel, self.num_candidates)
         k = tl_s.shape[1]
+        if self.reject_border:  # on the integer cells, before the offsets (the original's no_border)
+            tl_on_border = (tl_y == 0) | (tl_x == 0)
+            br_on_border = (br_y == height - 1) | (br_x == width - 1)
         tl_o = gather_feat(tl_off, tl_ind)
         br_o = gather_feat(br_off, br_ind)
         tl_x, tl_y = tl_x + tl_o[..., 0], tl_y + tl_o[..., 1]
@@ -167,6 +120,8 @@ class CornerPairDecoder:
         else:
             reject |= br_x.unsqueeze(1) <= tl_x.unsqueeze(2)
             reject |= br_y.unsqueeze(1) <= tl_y.unsqueeze(2)
+        if self.reject_border:
+            reject |= tl_on_border.unsqueeze(2) | br_on_border.unsqueeze(1)
         scores = scores.masked_fill(reject, -1).view(batch, -1)
         num_dets = min(self.num_dets, k * k)
         scores, pair = scores.topk(num_dets)
@@ -202,23 +157,45 @@ class CornerPairDecoder:
             raise ValueError(f'got {len(batch_img_metas)} image metas for a batch of {tl_heat.shape[0]}')
         bboxes, scores, labels, tl_scores, br_scores = self.decode_pairs(tl_heat, br_heat, tl_emb, br_emb, tl_off,
                                                                          br_off)
-        sx, sy = feat_to_input_ratio(tl_heat.shape[-2:], batch_img_metas[0], self.ratio)
-        bboxes = bboxes * bboxes.new_tensor([sx, sy, sx, sy])
-        bboxes = boxes_to_original(bboxes, batch_img_metas, rescale=rescale, clip=self.clip_border)
-        valid = scores > -1
-        results = []
-        for i in range(len(batch_img_metas)):  # per image: variable number of valid pairs
-            keep = valid[i]
-            results.append(
-                InstanceData(
-                    bboxes=bboxes[i][keep],
-                    scores=scores[i][keep],
-                    labels=labels[i][keep],
-                    tl_scores=tl_scores[i][keep],
-                    br_scores=br_scores[i][keep]))
-        return results
+        bboxes = cells_to_original(bboxes, tl_heat.shape[-2:], batch_img_metas, self.ratio, rescale, self.clip_border)
+        return split_detections(scores > -1, bboxes=bboxes, scores=scores, labels=labels, tl_scores=tl_scores,
+                                br_scores=br_scores)
+
+    def decode_outputs(self,
+                       maps: Mapping[str, Mapping[str, Tensor]],
+                       batch_img_metas: List[dict],
+                       rescale: bool = True) -> List[InstanceData]:
+        """:meth:`decode` of one stack of a keypoint head's named outputs.
+
+        Args:
+            maps (Mapping[str, Mapping[str, Tensor]]): ``maps[keypoint][branch]`` for keypoints ``'top_left'`` and
+                ``'bottom_right'`` and branches ``'heatmap'``, ``'embedding'``, ``'offset'`` (one stack of
+                :class:`mmkp.models.dense_heads.KeypointMaps`); other keypoint types are ignored.
+            batch_img_metas (list[dict]): B metas.
+            rescale (bool): see :meth:`decode`. Defaults to True.
+
+        Returns:
+            list[InstanceData]: as :meth:`decode`.
+
+        Raises:
+            KeyError: naming the missing keypoint type or branch.
+        """
+        tl, br = _require(maps, 'top_left'), _require(maps, 'bottom_right')
+        return self.decode(tl['heatmap'], br['heatmap'], tl['embedding'], br['embedding'], tl['offset'],
+                           br['offset'], batch_img_metas, rescale=rescale)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(topk={self.topk}, local_maximum_kernel={self.local_maximum_kernel}, '
                 f'ae_threshold={self.ae_threshold}, num_dets={self.num_dets}, keep_zero_size={self.keep_zero_size}, '
-                f'ratio={self.ratio}, clip_border={self.clip_border})')
+                f'ratio={self.ratio}, clip_border={self.clip_border}, reject_border={self.reject_border})')
+
+
+def _require(maps: Mapping[str, Mapping[str, Tensor]], keypoint: str,
+             branches: Tuple[str, ...] = ('heatmap', 'embedding', 'offset')) -> Dict[str, Tensor]:
+    """``maps[keypoint]`` with the given branches, or a KeyError naming what is missing."""
+    if keypoint not in maps:
+        raise KeyError(f'the decoder needs {keypoint!r} maps; the head gave {sorted(maps)}')
+    missing = [b for b in branches if b not in maps[keypoint]]
+    if missing:
+        raise KeyError(f'the decoder needs the {missing} branches of {keypoint!r}; got {sorted(maps[keypoint])}')
+    return dict(maps[keypoint])
