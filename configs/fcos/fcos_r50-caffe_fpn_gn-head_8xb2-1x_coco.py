@@ -1,5 +1,5 @@
-# FCOS, ResNet-50 (caffe) + FPN P3-P7, GN head, 1x: the original paper model, tianzhi0549/FCOS
-# `configs/fcos/fcos_R_50_FPN_1x.yaml` (reported 37.1 AP on minival; reference/DETECTORS.md section 8).
+# FCOS, ResNet-50 (caffe) + FPN P3-P7, GN head, 1x: the original paper model, tianzhi0549/FCOS@a773f12
+# `configs/fcos/fcos_R_50_FPN_1x.yaml` (reported 37.1 AP on minival in that commit's README.md).
 # Faithful to the original:
 # - Caffe2/MSRA ImageNet ResNet-50 (`open-mmlab://detectron/resnet50_caffe`), stride in the 1x1 convs, BGR 0-255
 #   input, mean [102.9801, 115.9465, 122.7717], std 1; frozen BN; stem and stage 1 frozen (FREEZE_CONV_BODY_AT 2);

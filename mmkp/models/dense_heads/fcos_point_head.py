@@ -1,11 +1,12 @@
 """FCOS head: per-point classification, (l, t, r, b) regression and center-ness on P3-P7, original training and test."""
 import copy
+import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmcv.cnn import Scale
-from mmcv.ops import batched_nms
 from mmdet.models.dense_heads.anchor_free_head import AnchorFreeHead
+from mmdet.models.task_modules.prior_generators import MlvlPointGenerator
 from mmdet.structures.bbox import distance2bbox
 from mmdet.utils import ConfigType, InstanceList, MultiConfig, OptConfigType, OptInstanceList, reduce_mean
 from mmengine.config import ConfigDict
@@ -14,10 +15,12 @@ from torch import Tensor, nn
 
 from mmkp.registry import MODELS, TASK_UTILS
 
-#: Targets of the original paper configs (``fcos_R_50_FPN_1x.yaml``) are the assigner's defaults: ranges
-#: ((-1, 64), (64, 128), (128, 256), (256, 512), (512, 1e8)), no center sampling; the "imprv" configs add it.
+#: Targets of the original paper configs (tianzhi0549/FCOS@a773f12 ``configs/fcos/fcos_R_50_FPN_1x.yaml``) are the
+#: assigner's defaults: ranges ((-1, 64), (64, 128), (128, 256), (256, 512), (512, 1e8)), no center sampling; the
+#: "imprv" configs add it.
 DEFAULT_ASSIGNER = dict(type='FCOSRangeAssigner')
-#: Inference of ``fcos_core/modeling/rpn/fcos/inference.py`` with the defaults of ``fcos_core/config/defaults.py``.
+#: Inference of tianzhi0549/FCOS@a773f12 ``fcos_core/modeling/rpn/fcos/inference.py`` with the defaults of
+#: ``fcos_core/config/defaults.py`` (same repository and commit).
 DEFAULT_TEST_CFG = dict(
     score_thr=0.05,  # INFERENCE_TH, on the class probability before center-ness
     nms_pre=1000,  # PRE_NMS_TOP_N, per level and image
@@ -44,13 +47,18 @@ def _origin_boxes(distances: Tensor) -> Tensor:
 class FCOSPointHead(AnchorFreeHead):
     """FCOS (Tian et al., 2019) with the "improvements" of the original repository as named options.
 
-    Layout, initialisation and numerics follow ``fcos_core/modeling/rpn/fcos/fcos.py`` (reference/DETECTORS.md
-    section 8.1): shared over levels, a classification tower and a box tower of ``stacked_convs`` x [conv3x3 (bias)
+    Layout, initialisation and numerics follow tianzhi0549/FCOS@a773f12 ``fcos_core/modeling/rpn/fcos/fcos.py``:
+    shared over levels, a classification tower and a box tower of ``stacked_convs`` x [conv3x3 (bias)
     -> GN(32) -> ReLU], then ``conv_cls`` (``num_classes``), ``conv_reg`` (4) and ``conv_centerness`` (1), all 3x3;
     every conv normal(std 0.01) with bias 0 except the classification bias -log(99) (prior 0.01); one learnable
     ``Scale`` (1.0) per level. Parameter names are mmdet's ``FCOSHead`` ones (an mmdet FCOS checkpoint loads as is;
-    :func:`original_fcos_key_map` maps the original's). The towers, ``Scale`` and the point generator come from
-    mmdet's ``AnchorFreeHead``.
+    :func:`original_fcos_key_map` maps the original's). The towers and ``Scale`` come from mmdet's ``AnchorFreeHead``.
+
+    Points: one source. ``self.prior_generator`` (mmdet ``MlvlPointGenerator(strides, offset=point_offset)``) lays
+    out the points of every level, row-major, at ((i + point_offset) * stride, (j + point_offset) * stride) input
+    pixels; :meth:`loss_by_feat` hands them to the assigner and :meth:`predict_by_feat` decodes boxes at them. The
+    original's ``compute_locations`` (``fcos.py``) puts them at i * s + s // 2, i.e. ``point_offset=0.5`` for the
+    even strides of P3-P7.
 
     Options (defaults are the original paper's; the "imprv" configs turn the first two and the assigner's
     ``center_sampling`` on and use the GIoU loss):
@@ -59,13 +67,15 @@ class FCOSPointHead(AnchorFreeHead):
       the stride), times the stride at test; off: ``exp(scale * x)`` in pixels;
     - ``centerness_on_reg`` (``CENTERNESS_ON_REG``): center-ness from the box tower instead of the class tower.
 
-    Training (``fcos_core/modeling/rpn/fcos/loss.py``): targets from ``train_cfg.assigner`` (default
-    :data:`DEFAULT_ASSIGNER`, :class:`~mmkp.models.task_modules.FCOSRangeAssigner`) for the whole batch at once;
+    Training (``fcos_core/modeling/rpn/fcos/loss.py``, same repository and commit): targets from
+    ``train_cfg.assigner`` (default :data:`DEFAULT_ASSIGNER`, :class:`~mmkp.models.task_modules.FCOSRangeAssigner`),
+    given the points of ``self.prior_generator``, for the whole batch at once;
     sigmoid focal loss / max(num_pos, 1); box loss on the positives weighted by their center-ness target and
     divided by the sum of those targets (default :class:`~mmkp.models.losses.FCOSIoULoss`, -log((I+1)/(U+1)));
     center-ness BCE / max(num_pos, 1). num_pos and the center-ness sum are averaged over GPUs as the original.
 
-    Test (``fcos_core/modeling/rpn/fcos/inference.py``), ``test_cfg`` keys, defaults :data:`DEFAULT_TEST_CFG`:
+    Test (``fcos_core/modeling/rpn/fcos/inference.py``, same repository and commit), ``test_cfg`` keys, defaults
+    :data:`DEFAULT_TEST_CFG`:
 
     - ``score_thr`` (0.05): candidates have class probability > score_thr, before center-ness;
     - ``nms_pre`` (1000): per level and image, the top candidates ranked by ``nms_pre_by``: ``'cls_centerness'``
@@ -73,14 +83,17 @@ class FCOSPointHead(AnchorFreeHead):
     - ``score_mode``: ``'sqrt'`` (original, sqrt(cls * center-ness)) or ``'product'`` (mmdet, cls * center-ness);
     - ``nms`` (class-aware NMS, IoU 0.6), ``max_per_img`` (100), ``min_bbox_size`` (-1: off; as mmdet).
 
-    Boxes are decoded as point -+ (l, t, r, b) and clipped to ``img_shape``, rescaled to the original image, then
-    NMS (mmdet's order; the original runs NMS before rescaling, which gives the same result up to rounding for a
-    uniform scale factor). Decoding and candidate selection are batched; NMS runs per image.
+    The candidate selection and the box decoding (point -+ (l, t, r, b), clipped to ``img_shape``) are the head's,
+    batched over the images; everything after them is mmdet's inherited ``BaseDenseHead._bbox_post_process``, per
+    image: rescale to the original image, ``min_bbox_size``, class-aware NMS, ``max_per_img`` (the original runs
+    NMS before rescaling, which gives the same result up to rounding for a uniform scale factor).
 
     Args:
         num_classes (int): number of classes (background excluded).
         in_channels (int): channels of each input level.
         strides (Sequence[int]): stride of each level in input pixels. Defaults to (8, 16, 32, 64, 128).
+        point_offset (float): position of a level's points inside their cells, in strides (see Points above); the
+            ``offset`` of ``self.prior_generator``. Defaults to 0.5 (the original's and mmdet's).
         norm_on_bbox (bool): see above. Defaults to False.
         centerness_on_reg (bool): see above. Defaults to False.
         regress_ranges, center_sampling, center_sample_radius (optional): mmdet ``FCOSHead`` arguments, accepted
@@ -99,8 +112,9 @@ class FCOSPointHead(AnchorFreeHead):
             ``dcn_on_last_conv``, ``conv_cfg``).
 
     Raises:
-        ValueError: when ``norm_on_bbox`` or the mmdet-style arguments disagree with the assigner config, or the
-            number of strides and of regress ranges differ, or on an unknown ``test_cfg`` option value.
+        ValueError: when ``norm_on_bbox`` or the mmdet-style arguments disagree with the assigner config, or an old
+            ``train_cfg.assigner.offset`` differs from ``point_offset``, or the number of strides and of regress
+            ranges differ, or on an unknown ``test_cfg`` option value.
 
     Example:
         >>> head = FCOSPointHead(num_classes=3, in_channels=32, feat_channels=32, strides=(8, 16),
@@ -115,6 +129,7 @@ class FCOSPointHead(AnchorFreeHead):
                  num_classes: int,
                  in_channels: int,
                  strides: Sequence[int] = (8, 16, 32, 64, 128),
+                 point_offset: float = 0.5,
                  norm_on_bbox: bool = False,
                  centerness_on_reg: bool = False,
                  regress_ranges: Optional[Sequence[Tuple[float, float]]] = None,
@@ -152,7 +167,18 @@ class FCOSPointHead(AnchorFreeHead):
             if not isinstance(s, int):
                 raise ValueError(f'strides must be integers (square strides), got {self.strides}')
         self.loss_centerness = MODELS.build(loss_centerness)
+        # the one source of points, for the assigner (loss_by_feat) and the decoding (predict_by_feat)
+        self.point_offset = float(point_offset)
+        self.prior_generator = MlvlPointGenerator(self.strides, offset=self.point_offset)
         assigner_cfg = copy.deepcopy(dict((train_cfg or {}).get('assigner', None) or DEFAULT_ASSIGNER))
+        if 'offset' in assigner_cfg:  # the assigner's own points (and offset) are gone; see FCOSRangeAssigner
+            offset = assigner_cfg.pop('offset')
+            if not isinstance(offset, (int, float)) or float(offset) != self.point_offset:
+                raise ValueError(f'{type(self).__name__}: train_cfg.assigner.offset={offset!r} differs from '
+                                 f'point_offset={self.point_offset!r}; the points come from the head\'s '
+                                 'prior_generator: set bbox_head.point_offset and drop train_cfg.assigner.offset')
+            warnings.warn('train_cfg.assigner.offset is deprecated (the assigner takes the head\'s points): set '
+                          'bbox_head.point_offset instead', DeprecationWarning)
         for key, value in (('norm_on_bbox', self.norm_on_bbox), ('regress_ranges', regress_ranges),
                            ('center_sampling', center_sampling), ('center_sample_radius', center_sample_radius)):
             if value is None:
@@ -169,9 +195,11 @@ class FCOSPointHead(AnchorFreeHead):
 
     @staticmethod
     def _merge_test_cfg(test_cfg: OptConfigType) -> ConfigDict:
-        """``test_cfg`` over :data:`DEFAULT_TEST_CFG`, checked."""
+        """``test_cfg`` over :data:`DEFAULT_TEST_CFG`, checked (``min_bbox_size=None`` means off, i.e. -1)."""
         cfg = ConfigDict(copy.deepcopy(DEFAULT_TEST_CFG))
         cfg.update(copy.deepcopy(dict(test_cfg or {})))
+        if cfg.min_bbox_size is None:  # BaseDenseHead._bbox_post_process compares it with 0
+            cfg.min_bbox_size = -1
         if cfg.nms_pre_by not in NMS_PRE_BY:
             raise ValueError(f'test_cfg.nms_pre_by must be one of {NMS_PRE_BY}, got {cfg.nms_pre_by!r}')
         if cfg.score_mode not in SCORE_MODES:
@@ -246,7 +274,10 @@ class FCOSPointHead(AnchorFreeHead):
                      batch_gt_instances: InstanceList,
                      batch_img_metas: List[dict],
                      batch_gt_instances_ignore: OptInstanceList = None) -> Dict[str, Tensor]:
-        """Focal, center-ness-weighted IoU and center-ness losses of the batch (``loss.py::__call__``).
+        """Focal, center-ness-weighted IoU and center-ness losses of the batch (``loss.py``, ``__call__``).
+
+        The points are those of ``self.prior_generator`` (the ones :meth:`predict_by_feat` decodes at), made here
+        once for the batch and passed to ``self.assigner.assign``.
 
         Args:
             cls_scores, bbox_preds, centernesses (list[Tensor]): outputs of :meth:`forward`, per level.
@@ -264,7 +295,9 @@ class FCOSPointHead(AnchorFreeHead):
             raise ValueError('cls_scores, bbox_preds and centernesses must have one map per level, got '
                              f'{len(cls_scores)}, {len(bbox_preds)}, {len(centernesses)}')
         featmap_sizes = [tuple(m.shape[-2:]) for m in cls_scores]
-        targets = self.assigner.assign(batch_gt_instances, featmap_sizes, self.strides, self.num_classes)
+        mlvl_points = self.prior_generator.grid_priors(featmap_sizes, dtype=bbox_preds[0].dtype,
+                                                       device=bbox_preds[0].device)
+        targets = self.assigner.assign(batch_gt_instances, mlvl_points, featmap_sizes, self.strides, self.num_classes)
         flat_cls = self._flatten(cls_scores, self.cls_out_channels)
         flat_reg = self._flatten(bbox_preds, 4)
         flat_ctr = self._flatten(centernesses, 1)[..., 0]
@@ -303,28 +336,51 @@ class FCOSPointHead(AnchorFreeHead):
                         cfg: OptConfigType = None,
                         rescale: bool = False,
                         with_nms: bool = True) -> InstanceList:
-        """Boxes, scores and labels per image (``inference.py``): candidates and decoding batched, NMS per image.
+        """Boxes, scores and labels per image (``inference.py``): candidates batched, then mmdet's post-process.
+
+        Kept in the head, because mmdet's ``BaseDenseHead`` does it differently (its ``_predict_by_feat_single``
+        thresholds and ranks by the class probability alone, one image at a time):
+
+        - candidates: class probability > ``score_thr`` before center-ness, the top ``nms_pre`` per level and image
+          ranked by ``nms_pre_by``, for the whole batch at once;
+        - decoding at the points of ``self.prior_generator`` (the ones the assigner is given), clipped to
+          ``img_shape``;
+        - ``score_mode='sqrt'``: the original's score sqrt(cls * center-ness) is computed here, because the inherited
+          post-process can only multiply ``scores`` by ``score_factors`` (its own TODO notes the missing sqrt), and
+          sqrt(cls) * sqrt(center-ness) differs from it in the last bit.
+
+        Everything else is the inherited ``_bbox_post_process``, per image: rescale by ``scale_factor``, the
+        product cls * center-ness of ``score_mode='product'`` (passed as ``score_factors``), ``min_bbox_size``,
+        class-aware ``batched_nms`` with ``cfg.nms``, ``max_per_img``.
 
         Args:
-            cls_scores, bbox_preds, centernesses (list[Tensor]): outputs of :meth:`forward` in eval mode (distances
-                in input pixels).
-            batch_img_metas (list[dict]): per image ``img_shape`` (boxes are clipped to it) and, with ``rescale``,
-                ``scale_factor`` (w, h).
+            cls_scores, bbox_preds, centernesses (list[Tensor]): outputs of :meth:`forward` in eval mode, per level
+                (B, num_classes, H_l, W_l) logits, (B, 4, H_l, W_l) distances in input pixels, (B, 1, H_l, W_l)
+                logits.
+            batch_img_metas (list[dict]): per image ``img_shape`` (h, w) (boxes are clipped to it) and, with
+                ``rescale``, ``scale_factor`` (w, h).
             cfg (dict, optional): replaces ``self.test_cfg`` (merged over the defaults). Defaults to None.
-            rescale (bool): map boxes to original-image pixels. Defaults to False.
+            rescale (bool): map boxes to original-image pixels (divide by ``scale_factor``). Defaults to False
+                (boxes in input pixels), mmdet's convention.
             with_nms (bool): run NMS and keep ``max_per_img``; off, every candidate is returned. Defaults to True.
 
         Returns:
-            list[InstanceData]: per image ``bboxes`` (K, 4) (x1, y1, x2, y2), ``scores`` (K,) sorted descending
-            with NMS, ``labels`` (K,).
+            list[InstanceData]: per image ``bboxes`` (K, 4) (x1, y1, x2, y2) in input pixels, or original-image
+            pixels with ``rescale``; ``scores`` (K,), sorted descending with NMS; ``labels`` (K,).
 
         Raises:
-            ValueError: when ``batch_img_metas`` is missing or does not match the batch.
+            ValueError: when ``batch_img_metas`` is missing or does not match the batch, a meta lacks
+                ``img_shape``, or lacks ``scale_factor`` with ``rescale=True``.
         """
         cfg = self.test_cfg if cfg is None else self._merge_test_cfg(cfg)
         num_imgs = cls_scores[0].size(0)
         if batch_img_metas is None or len(batch_img_metas) != num_imgs:
             raise ValueError(f'batch_img_metas must hold one meta dict per image ({num_imgs})')
+        for i, meta in enumerate(batch_img_metas):
+            if meta.get('img_shape') is None:
+                raise ValueError(f'batch_img_metas[{i}] has no img_shape (boxes are clipped to it)')
+            if rescale and meta.get('scale_factor') is None:
+                raise ValueError(f'rescale=True needs scale_factor in batch_img_metas[{i}]')
         num_classes = self.cls_out_channels
         featmap_sizes = [m.shape[-2:] for m in cls_scores]
         dtype, device = bbox_preds[0].dtype, bbox_preds[0].device
@@ -358,38 +414,21 @@ class FCOSPointHead(AnchorFreeHead):
         img_hw = bboxes.new_tensor([meta['img_shape'][:2] for meta in batch_img_metas])  # (B, 2) as (h, w)
         max_xy = img_hw.flip(-1).repeat(1, 2)[:, None, :]  # (B, 1, 4) as (w, h, w, h)
         bboxes = torch.minimum(bboxes.clamp(min=0), max_xy)
-        scores = cls_prob * ctr_prob
-        if cfg.score_mode == 'sqrt':
-            scores = scores.sqrt()
+        # 'sqrt': the original's score, made here; 'product': mmdet's, made by _bbox_post_process from score_factors
+        sqrt_scores = (cls_prob * ctr_prob).sqrt() if cfg.score_mode == 'sqrt' else None
 
         results_list = []
         for img_id, meta in enumerate(batch_img_metas):
             sel = valid[img_id]
-            results = InstanceData(bboxes=bboxes[img_id][sel], scores=scores[img_id][sel],
-                                   labels=labels[img_id][sel])
-            results_list.append(self._post_process(results, cfg, meta, rescale, with_nms))
+            results = InstanceData(bboxes=bboxes[img_id][sel], labels=labels[img_id][sel])
+            if sqrt_scores is not None:
+                results.scores = sqrt_scores[img_id][sel]
+            else:
+                results.scores = cls_prob[img_id][sel]
+                results.score_factors = ctr_prob[img_id][sel]
+            results_list.append(
+                self._bbox_post_process(results, cfg, rescale=rescale, with_nms=with_nms, img_meta=meta))
         return results_list
-
-    @staticmethod
-    def _post_process(results: InstanceData, cfg: ConfigDict, meta: dict, rescale: bool,
-                      with_nms: bool) -> InstanceData:
-        """Rescale, optional size filter, class-aware NMS and the top ``max_per_img`` of one image."""
-        if rescale:
-            if meta.get('scale_factor') is None:
-                raise ValueError('rescale=True needs scale_factor in the image metas')
-            factor = results.bboxes.new_tensor([1 / s for s in meta['scale_factor']]).repeat(2)
-            results.bboxes = results.bboxes * factor
-        min_bbox_size = cfg.get('min_bbox_size', -1)
-        if min_bbox_size is not None and min_bbox_size >= 0:
-            w = results.bboxes[:, 2] - results.bboxes[:, 0]
-            h = results.bboxes[:, 3] - results.bboxes[:, 1]
-            results = results[(w > min_bbox_size) & (h > min_bbox_size)]
-        if with_nms and len(results) > 0:
-            dets, keep = batched_nms(results.bboxes, results.scores, results.labels, cfg.nms)
-            results = results[keep]
-            results.scores = dets[:, -1]
-            results = results[:cfg.max_per_img]
-        return results
 
 
 def _normalise(value):
@@ -406,7 +445,8 @@ def _normalise(value):
 def original_fcos_key_map(num_convs: int = 4, num_levels: int = 5, depth: int = 50) -> Dict[str, str]:
     """Map of the original FCOS checkpoint keys to an mmdet/mmkp FCOS detector's state-dict keys.
 
-    The original (``FCOS_R_50_FPN_1x.pth`` / ``FCOS_imprv_R_50_FPN_1x.pth``, reference/original_checkpoints) stores
+    The original (``FCOS_R_50_FPN_1x.pth`` / ``FCOS_imprv_R_50_FPN_1x.pth``, the released files linked from
+    tianzhi0549/FCOS@a773f12 ``README.md``) stores
     ``model`` with keys ``module.backbone.body.*`` (maskrcnn-benchmark ResNet with FrozenBatchNorm2d),
     ``module.backbone.fpn.*`` (FPN with ``top_blocks.p6/p7``) and ``module.rpn.head.*`` (this head). Strip the
     ``module.`` prefix first. The map covers every key: the ResNet stem and stages (``conv`` weights and the four

@@ -1,4 +1,4 @@
-"""The IoU / GIoU loss of the original FCOS, with its +1 smoothing (``fcos_core/layers/iou_loss.py``)."""
+"""IoU / GIoU loss of the original FCOS with +1 smoothing (tianzhi0549/FCOS@a773f12 fcos_core/layers/iou_loss.py)."""
 from typing import Optional
 
 import torch
@@ -13,7 +13,7 @@ LOSS_TYPES = ('iou', 'linear_iou', 'giou')
 @weighted_loss
 def fcos_iou_loss(pred: Tensor, target: Tensor, loss_type: str = 'iou', smooth: float = 1.0,
                   enclose_eps: float = 1e-7) -> Tensor:
-    """Element-wise IoU loss of aligned boxes, as ``IOULoss.forward`` of ``fcos_core/layers/iou_loss.py``.
+    """Element-wise IoU loss of aligned boxes, as ``IOULoss.forward`` of the original's ``iou_loss.py``.
 
     With I the intersection, U the union and C the area of the smallest enclosing box::
 
@@ -62,7 +62,9 @@ def fcos_iou_loss(pred: Tensor, target: Tensor, loss_type: str = 'iou', smooth: 
 class FCOSIoULoss(nn.Module):
     """IoU / linear IoU / GIoU loss of the original FCOS on (x1, y1, x2, y2) boxes, see :func:`fcos_iou_loss`.
 
-    The paper configs use it with ``smooth=1`` (faithful, reference/DETECTORS.md section 8.3 and 9.12). mmdet's
+    The paper configs use it with ``smooth=1`` (faithful: tianzhi0549/FCOS@a773f12 ``fcos_core/layers/iou_loss.py``
+    adds 1 to the intersection and the union, and ``fcos_core/modeling/rpn/fcos/loss.py`` applies it to the
+    stride-unit distances when ``NORM_REG_TARGETS`` is on). mmdet's
     ``IoULoss`` (``-log(iou)``, no smoothing, IoU clamped at 1e-6) and ``GIoULoss`` are drop-in alternatives in a
     config: same interface. The original's reduction is a plain sum of ``loss * weight`` that the caller divides by
     the sum of the center-ness targets, which is ``reduction='mean'`` with ``avg_factor`` here.

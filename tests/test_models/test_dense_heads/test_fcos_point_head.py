@@ -2,13 +2,15 @@
 import json
 import math
 import os.path as osp
+from unittest import mock
 
 import pytest
 import torch
 import torch.nn.functional as F
+from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
 from mmengine.structures import InstanceData
 
-from mmkp.models.dense_heads import FCOSPointHead, original_fcos_key_map
+from mmkp.models.dense_heads import original_fcos_key_map
 from mmkp.registry import MODELS
 from tests.conftest import REPO
 
@@ -91,7 +93,10 @@ def test_losses_are_the_originals_written_out():
     head.train()
     cls_scores, bbox_preds, centernesses = head(feats())
     losses = head.loss_by_feat(cls_scores, bbox_preds, centernesses, gts(), METAS)
-    t = head.assigner.assign(gts(), [c.shape[-2:] for c in cls_scores], STRIDES, 3)
+    sizes = [c.shape[-2:] for c in cls_scores]
+    points = [torch.stack(torch.meshgrid((torch.arange(w) + 0.5) * s, (torch.arange(h) + 0.5) * s, indexing='xy'),
+                          -1).reshape(-1, 2) for (h, w), s in zip(sizes, STRIDES)]  # the original's s // 2 + i * s
+    t = head.assigner.assign(gts(), points, sizes, STRIDES, 3)
     flat = lambda maps, c: torch.cat([m.permute(0, 2, 3, 1).reshape(2, -1, c) for m in maps], 1)  # noqa: E731
     logits, dist, ctr = flat(cls_scores, 3), flat(bbox_preds, 4), flat(centernesses, 1)[..., 0]
     pos = t.labels < 3
@@ -166,7 +171,10 @@ def test_original_inference_by_hand():
     # (28, 4) -+ 2 = (26, 2, 30, 6)
     assert torch.allclose(res.bboxes[1], torch.tensor([26., 2., 30., 6.]))
     rescaled = head.predict_by_feat(*hand_outputs(), batch_img_metas=meta, rescale=True)[0]
-    assert torch.allclose(rescaled.bboxes[0], torch.tensor([1., 0., 16., 60.]))
+    assert torch.allclose(rescaled.bboxes[0], torch.tensor([1., 0., 16., 60.]))  # / (2, 0.5, 2, 0.5)
+    # rescale defaults to False (mmdet's convention): boxes stay in input pixels
+    default = head.predict_by_feat(*hand_outputs(), batch_img_metas=meta)[0]
+    assert torch.equal(default.bboxes, res.bboxes) and torch.equal(default.scores, res.scores)
     product = one_level_head(score_mode='product').predict_by_feat(*hand_outputs(), batch_img_metas=meta)[0]
     assert torch.allclose(product.scores, torch.tensor([0.9 * 0.25, 0.5 * 0.01]))
     # without NMS every candidate comes back
@@ -191,6 +199,70 @@ def test_candidate_ranking_and_nms():
     cls[0, 1, 1, 2] = cls[0, 0, 1, 2]  # the same box in the other class survives
     res = one_level_head().predict_by_feat([cls], [reg], [ctr], batch_img_metas=meta)[0]
     assert sorted(res.labels.tolist()) == [0, 1, 1] and len(res) == 3
+
+
+def test_post_process_is_mmdets():
+    """After the candidates, mmdet's inherited _bbox_post_process: called once per image, its keys act."""
+    meta = [dict(img_shape=(30, 32), scale_factor=(2.0, 0.5))] * 2
+    outs = [[torch.cat([m, m])] for m in (o[0] for o in hand_outputs())]  # the same two candidates twice
+    head = one_level_head(score_mode='product')
+    seen, mmdet_post_process = [], BaseDenseHead._bbox_post_process
+
+    def post_process(self, results, cfg, **kwargs):  # records what mmdet's post-process is given, then runs it
+        seen.append((results.scores.clone(), results.get('score_factors'), cfg, kwargs))
+        return mmdet_post_process(self, results, cfg, **kwargs)
+
+    with mock.patch.object(BaseDenseHead, '_bbox_post_process', autospec=True, side_effect=post_process) as post:
+        res = head.predict_by_feat(*outs, batch_img_metas=meta, rescale=True)
+    assert post.call_count == 2
+    scores, factors, cfg, kwargs = seen[0]
+    assert kwargs == dict(rescale=True, with_nms=True, img_meta=meta[0]) and cfg.max_per_img == 100
+    # 'product' hands cls and center-ness apart (score_factors), mmdet multiplies them
+    assert torch.allclose(scores, torch.tensor([0.9, 0.5])) and torch.allclose(factors, torch.tensor([0.25, 0.01]))
+    for r in res:
+        assert torch.allclose(r.scores, torch.tensor([0.9 * 0.25, 0.5 * 0.01]))
+        assert torch.allclose(r.bboxes, torch.tensor([[1., 0., 16., 60.], [13., 4., 15., 12.]]))
+    # 'sqrt' (the original's score) is made in the head: mmdet's post-process only multiplies
+    with mock.patch.object(BaseDenseHead, '_bbox_post_process', autospec=True, side_effect=post_process):
+        one_level_head().predict_by_feat(*hand_outputs(), batch_img_metas=meta[:1])
+    scores, factors, _, kwargs = seen[-1]
+    assert factors is None and kwargs['rescale'] is False
+    assert torch.allclose(scores, torch.tensor([math.sqrt(0.9 * 0.25), math.sqrt(0.5 * 0.01)]))
+    # max_per_img and min_bbox_size of mmdet: (1, 0, 16, 60) is 15 px wide, (13, 4, 15, 12) 2 px wide
+    top1 = one_level_head(max_per_img=1).predict_by_feat(*hand_outputs(), batch_img_metas=meta[:1], rescale=True)[0]
+    assert top1.labels.tolist() == [0]
+    big = one_level_head(min_bbox_size=2).predict_by_feat(*hand_outputs(), batch_img_metas=meta[:1], rescale=True)
+    assert big[0].labels.tolist() == [0]
+    with pytest.raises(ValueError, match='scale_factor'):
+        head.predict_by_feat(*hand_outputs(), batch_img_metas=[dict(img_shape=(30, 32))], rescale=True)
+    with pytest.raises(ValueError, match='img_shape'):
+        head.predict_by_feat(*hand_outputs(), batch_img_metas=[dict(scale_factor=(1., 1.))])
+
+
+def test_one_source_of_points():
+    """The points the assigner gets in loss_by_feat are the prior generator's, those predict_by_feat decodes at."""
+    for offset, first in ((0.5, 4.), (0.0, 0.)):
+        head = MODELS.build(dict(type='FCOSPointHead', num_classes=2, in_channels=8, feat_channels=8, strides=(8, ),
+                                 regress_ranges=((-1, 1e8), ), norm_cfg=dict(type='GN', num_groups=2),
+                                 point_offset=offset))
+        assert head.prior_generator.offset == offset and head.prior_generator.strides == [(8, 8)]
+        cls, reg, ctr = hand_outputs()
+        with mock.patch.object(head.assigner, 'assign', wraps=head.assigner.assign) as assign:
+            head.loss_by_feat(cls, reg, ctr, [InstanceData(bboxes=torch.tensor([[0., 0., 20., 20.]]),
+                                                           labels=torch.tensor([1]))], [{}])
+        (points, ), sizes, strides = assign.call_args.args[1:4]
+        grid = (torch.arange(4.) + offset) * 8
+        assert sizes == [(4, 4)] and strides == (8, )
+        assert torch.equal(points, torch.stack(torch.meshgrid(grid, grid, indexing='xy'), -1).reshape(-1, 2))
+        # predict decodes at the same points: distances 2 around point (column 3, row 0)
+        res = head.predict_by_feat(cls, reg, ctr, batch_img_metas=[dict(img_shape=(64, 64))], with_nms=False)[0]
+        assert torch.equal(res.bboxes[res.labels == 1][0], torch.tensor([first + 24 - 2, first - 2, first + 26,
+                                                                          first + 2]).clamp(min=0))
+    # an old config's assigner offset: accepted when equal (deprecated), refused when not
+    with pytest.warns(DeprecationWarning, match='point_offset'):
+        make_head(train_cfg=dict(assigner=dict(type='FCOSRangeAssigner', offset=0.5)))
+    with pytest.raises(ValueError, match='offset'):
+        make_head(point_offset=0.5, train_cfg=dict(assigner=dict(type='FCOSRangeAssigner', offset=0.0)))
 
 
 def test_predict_batches_images_independently():
@@ -220,7 +292,11 @@ def test_configuration_errors():
         make_head(test_cfg=dict(score_mode='mean'))
     with pytest.raises(ValueError, match='strides'):
         make_head()(feats()[:1])
-    assert isinstance(make_head(), FCOSPointHead)
+    # the same value in both places is no conflict, and the mmdet-style arguments reach the assigner
+    head = make_head(center_sampling=True, center_sample_radius=2.0,
+                     train_cfg=dict(assigner=dict(type='FCOSRangeAssigner', center_sampling=True)))
+    assert head.assigner.center_sampling is True and head.assigner.center_sample_radius == 2.0
+    assert head.assigner.regress_ranges == ((-1.0, 48.0), (48.0, 1e8)) and head.assigner.norm_on_bbox is False
 
 
 def test_original_checkpoint_keys_map_onto_the_detector():

@@ -74,8 +74,10 @@ def test_gradients_match_finite_differences():
 
 
 def test_config_and_errors():
-    loss = MODELS.build(dict(type='FCOSIoULoss', loss_type='giou', smooth=1.0))
-    assert isinstance(loss, FCOSIoULoss) and loss.loss_type == 'giou'
+    loss = MODELS.build(dict(type='FCOSIoULoss', loss_type='giou', smooth=1.0, loss_weight=2.0))
+    # the built loss computes 2 * (1 - giou): I = 4, U = 28, C = 36 (see test_hand_values_and_normalisation)
+    value = loss(torch.tensor([[0., 0., 4., 4.]]), torch.tensor([[2., 2., 6., 6.]]))
+    assert math.isclose(float(value), 2.0 * (1 - (5 / 29 - (36 - 28) / 36)), rel_tol=1e-6)
     with pytest.raises(ValueError, match='loss_type'):
         FCOSIoULoss(loss_type='diou')
     with pytest.raises(ValueError, match='smooth'):

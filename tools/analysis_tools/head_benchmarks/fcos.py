@@ -4,9 +4,10 @@ at a time), same inputs, same run; time and peak memory.
 Setting: batch 8 at an 800 x 1216 input, points of strides 8..128 (100x152 + 50x76 + 25x38 + 13x19 + 7x10 = 20267
 per image), 20 or 100 random boxes per image, 80 classes. ``fcos/targets-{n}boxes`` use the "imprv" targets (center
 sampling 1.5, ``norm_on_bbox``), ``fcos/targets-{n}boxes-inside`` the original paper's (inside the box). Both sides
-get the same points (mmdet's ``MlvlPointGenerator``, made once outside the timing) and produce per-point labels
-and (l, t, r, b) targets; mmkp also returns center-ness targets and assigned box indices, which mmdet computes later
-in its loss, so mmkp's time includes work mmdet's does not.
+get the same points (mmdet's ``MlvlPointGenerator``, made once outside the timing, as ``FCOSPointHead`` makes them
+once per batch in ``loss_by_feat``) and produce per-point labels and (l, t, r, b) targets; mmkp also returns
+center-ness targets and assigned box indices, which mmdet computes later in its loss, so mmkp's time includes work
+mmdet's does not.
 
 Peak memory is the high-water mark of the bytes the CPU allocator holds for tensors during one call, read from
 ``torch.profiler`` memory events (``profile_memory=True``: every allocation and free, in time order; the running
@@ -70,7 +71,7 @@ def run(args) -> List[Dict[str, object]]:
             gts = random_gts(num_boxes, device)
 
             def ours():
-                return assigner.assign(gts, sizes, STRIDES, NUM_CLASSES)
+                return assigner.assign(gts, points, sizes, STRIDES, NUM_CLASSES)
 
             def theirs():
                 return baseline.get_targets(points, gts)

@@ -8,17 +8,19 @@ from torch import Tensor
 
 from mmkp.registry import TASK_UTILS
 
-#: "Infinity" of the original ``INF = 100000000`` (``fcos_core/modeling/rpn/fcos/loss.py``) and of mmdet's FCOSHead.
+#: "Infinity" of the original ``INF = 100000000`` (tianzhi0549/FCOS@a773f12 ``fcos_core/modeling/rpn/fcos/loss.py``)
+#: and of mmdet's FCOSHead.
 INF = 1e8
-#: Per-level ranges of max(l, t, r, b) in input pixels, P3-P7 (``loss.py::prepare_targets``).
+#: Per-level ranges of max(l, t, r, b) in input pixels, P3-P7 (same file, ``prepare_targets``).
 DEFAULT_REGRESS_RANGES = ((-1, 64), (64, 128), (128, 256), (256, 512), (512, INF))
 
 
 class FCOSTargets(NamedTuple):
     """Targets of :class:`FCOSRangeAssigner` for B images and N points (all levels, level after level).
 
-    Points are ordered as mmdet's ``MlvlPointGenerator`` and the original ``compute_locations`` order them: level by
-    level, and inside a level row-major (index ``y * W_l + x``).
+    Points are in the order of the points given to :meth:`FCOSRangeAssigner.assign` (mmdet's ``MlvlPointGenerator``
+    and the original's ``compute_locations``): level by level, and inside a level row-major (index ``j * W_l + i``
+    for column i and row j).
 
     Attributes:
         labels (Tensor): int64 (B, N), class in [0, num_classes) of positives, ``num_classes`` for background.
@@ -39,30 +41,43 @@ class FCOSTargets(NamedTuple):
 def centerness_target(bbox_targets: Tensor) -> Tensor:
     """Center-ness of (l, t, r, b) distances: sqrt(min(l, r) / max(l, r) * min(t, b) / max(t, b)).
 
-    ``compute_centerness_targets`` of ``fcos_core/modeling/rpn/fcos/loss.py`` (mmdet's ``FCOSHead.centerness_target``
-    computes the same, in the same order of operations, so the values are bit-identical). The ratio is unit-free: the
-    distances may be in pixels or in stride units.
+    ``compute_centerness_targets`` of tianzhi0549/FCOS@a773f12 ``fcos_core/modeling/rpn/fcos/loss.py``; mmdet's
+    ``FCOSHead.centerness_target`` computes the same operations in the same order, so the values are bit-identical.
+    The ratio is unit-free: the distances may be in input pixels or in stride units. The one place of this formula:
+    :meth:`FCOSRangeAssigner.assign` calls it on all its points and zeroes the background afterwards.
+
+    The four sides are read as views of ``bbox_targets`` (no copy) and the quotients, their product and the square
+    root are computed in place in two new (...) tensors; ``bbox_targets`` itself is left unchanged. Meant for
+    targets (no gradient is needed through it).
 
     Args:
-        bbox_targets (Tensor): (..., 4) distances (l, t, r, b), all > 0 (0 / 0 gives NaN).
+        bbox_targets (Tensor): (..., 4) distances (l, t, r, b), all > 0 (l = r = 0 or t = b = 0 gives
+            0 / 0 = NaN; negative sides give meaningless values).
 
     Returns:
-        Tensor: (...), in (0, 1].
+        Tensor: (...), in (0, 1] for positive distances, same dtype and device as ``bbox_targets``.
+
+    Raises:
+        ValueError: when the last dimension of ``bbox_targets`` is not 4.
     """
-    left_right = bbox_targets[..., [0, 2]]
-    top_bottom = bbox_targets[..., [1, 3]]
-    ratio = (left_right.min(dim=-1)[0] / left_right.max(dim=-1)[0]) * (
-        top_bottom.min(dim=-1)[0] / top_bottom.max(dim=-1)[0])
-    return torch.sqrt(ratio)
+    if bbox_targets.dim() == 0 or bbox_targets.shape[-1] != 4:
+        raise ValueError('bbox_targets must be (..., 4) distances (l, t, r, b), got shape '
+                         f'{tuple(bbox_targets.shape)}')
+    left, top, right, bottom = bbox_targets.unbind(-1)
+    horizontal = torch.minimum(left, right).div_(torch.maximum(left, right))
+    vertical = torch.minimum(top, bottom).div_(torch.maximum(top, bottom))
+    return horizontal.mul_(vertical).sqrt_()
 
 
 @TASK_UTILS.register_module()
 class FCOSRangeAssigner:
     """FCOS point-to-box assignment for a whole batch, vectorised over images, levels' points and boxes.
 
-    Follows ``compute_targets_for_locations``, ``get_sample_region`` and ``prepare_targets`` of
-    ``fcos_core/modeling/rpn/fcos/loss.py`` (reference/DETECTORS.md section 8.2), with mmdet's label convention. A
-    point (x, y) = ((i + offset) * stride, (j + offset) * stride) of level l is a positive of box g when
+    Follows ``compute_targets_for_locations``, ``get_sample_region`` and ``prepare_targets`` of tianzhi0549/FCOS@a773f12
+    ``fcos_core/modeling/rpn/fcos/loss.py``, with mmdet's label convention. The points are not made here: the caller
+    passes them (:class:`~mmkp.models.dense_heads.FCOSPointHead` passes those of its ``prior_generator``, the same
+    points its ``predict_by_feat`` decodes at; the point offset inside a cell is the head's ``point_offset``). A point
+    (x, y) of level l is a positive of box g when
 
     (a) it lies strictly inside g: min(l, t, r, b) > 0; or, with ``center_sampling``, strictly inside the sub-box
         centre(g) +- ``center_sample_radius`` * stride clipped to g (``get_sample_region``, from FCOS_PLUS);
@@ -90,15 +105,23 @@ class FCOSRangeAssigner:
             ``CENTER_SAMPLING_RADIUS: 1.5``). Defaults to False (the original paper).
         center_sample_radius (float): half-size of the centre sub-box in strides. Defaults to 1.5.
         norm_on_bbox (bool): divide the distances by the level's stride (``NORM_REG_TARGETS``). Defaults to False.
-        offset (float): point position inside its cell, in strides: x = (i + offset) * stride. 0.5 is mmdet's
-            ``MlvlPointGenerator`` and the original's ``x * s + s // 2`` for even strides. Defaults to 0.5.
 
     Raises:
         ValueError: when a regress range is not a (lo, hi) pair with lo <= hi, or ``center_sample_radius`` <= 0.
 
+    Note:
+        The assigner no longer lays out points itself and has no ``offset`` argument (``TypeError`` if given):
+        points and their offset come from the head (``FCOSPointHead(point_offset=...)``, default 0.5, mmdet's
+        ``MlvlPointGenerator`` and the original's ``x * s + s // 2`` for even strides). ``FCOSPointHead`` still
+        accepts an old ``train_cfg.assigner.offset`` equal to its ``point_offset`` and refuses a different one.
+
     Example:
+        >>> from mmdet.models.task_modules.prior_generators import MlvlPointGenerator
         >>> gt = InstanceData(bboxes=torch.tensor([[0., 0., 40., 40.]]), labels=torch.tensor([2]))
-        >>> t = FCOSRangeAssigner().assign([gt], [(8, 8), (4, 4)], [8, 16], num_classes=3)
+        >>> sizes, strides = [(8, 8), (4, 4)], [8, 16]
+        >>> points = MlvlPointGenerator(strides).grid_priors(sizes, device='cpu')
+        >>> assigner = FCOSRangeAssigner(regress_ranges=((-1, 64), (64, 1e8)))
+        >>> t = assigner.assign([gt], points, sizes, strides, num_classes=3)
         >>> t.labels.shape, int((t.labels == 2).sum()), t.bbox_targets[0, 0].tolist()
         (torch.Size([1, 80]), 25, [4.0, 4.0, 36.0, 36.0])
     """
@@ -107,8 +130,7 @@ class FCOSRangeAssigner:
                  regress_ranges: Sequence[Tuple[float, float]] = DEFAULT_REGRESS_RANGES,
                  center_sampling: bool = False,
                  center_sample_radius: float = 1.5,
-                 norm_on_bbox: bool = False,
-                 offset: float = 0.5) -> None:
+                 norm_on_bbox: bool = False) -> None:
         ranges = []
         for i, rng in enumerate(regress_ranges):
             if len(rng) != 2 or not float(rng[0]) <= float(rng[1]):
@@ -122,7 +144,6 @@ class FCOSRangeAssigner:
         self.center_sampling = bool(center_sampling)
         self.center_sample_radius = float(center_sample_radius)
         self.norm_on_bbox = bool(norm_on_bbox)
-        self.offset = float(offset)
 
     @staticmethod
     def _pad_gts(batch_gt_instances: List[InstanceData], num_classes: int,
@@ -156,52 +177,57 @@ class FCOSRangeAssigner:
         valid[img_index, slot] = True
         return pad_boxes, pad_labels, valid
 
-    def grid_coords(self, featmap_size: Tuple[int, int], stride: int, device: torch.device,
-                    dtype: torch.dtype) -> Tuple[Tensor, Tensor]:
-        """x (W,) and y (H,) of a level's points in input pixels, computed as ``MlvlPointGenerator`` does."""
-        h, w = int(featmap_size[0]), int(featmap_size[1])
-        xs = ((torch.arange(0, w, device=device) + self.offset) * stride).to(dtype)
-        ys = ((torch.arange(0, h, device=device) + self.offset) * stride).to(dtype)
-        return xs, ys
-
-    def assign(self, batch_gt_instances: List[InstanceData], featmap_sizes: Sequence[Tuple[int, int]],
-               strides: Sequence[int], num_classes: int) -> FCOSTargets:
+    def assign(self, batch_gt_instances: List[InstanceData], mlvl_points: Sequence[Tensor],
+               featmap_sizes: Sequence[Tuple[int, int]], strides: Sequence[int], num_classes: int) -> FCOSTargets:
         """Targets of every point of every level for every image of the batch.
 
         Args:
             batch_gt_instances (list[InstanceData]): per image, ``bboxes`` (n_i, 4) as (x1, y1, x2, y2) in input
                 pixels (tensor or mmdet ``HorizontalBoxes``) and ``labels`` (n_i,) in [0, num_classes).
+            mlvl_points (Sequence[Tensor]): per level, the (H_l * W_l, 2) points (x, y) in input pixels, row-major
+                (index j * W_l + i for column i and row j), as mmdet ``MlvlPointGenerator.grid_priors`` lays them
+                out; (H_l * W_l, 4) points ``with_stride`` are accepted (the last two columns are ignored). The grid
+                is read from the first row (x of each column) and the first column (y of each row).
             featmap_sizes (Sequence[tuple[int, int]]): (H_l, W_l) of each level.
-            strides (Sequence[int]): stride of each level in input pixels.
+            strides (Sequence[int]): stride of each level in input pixels (center-sampling radius and
+                ``norm_on_bbox``).
             num_classes (int): number of classes; also the background label.
 
         Returns:
             FCOSTargets: see its docstring.
 
         Raises:
-            ValueError: when ``featmap_sizes``, ``strides`` and ``regress_ranges`` differ in length, or a box tensor
-                is not (n, 4), or boxes and labels differ in number, or a label is out of range.
+            ValueError: when ``mlvl_points``, ``featmap_sizes``, ``strides`` and ``regress_ranges`` differ in length,
+                a level's points are not (H_l * W_l, 2) or its size not positive, a stride is not a number, a box
+                tensor is not (n, 4), boxes and labels differ in number, or a label is out of range.
         """
         num_levels = len(self.regress_ranges)
-        if len(featmap_sizes) != num_levels or len(strides) != num_levels:
-            raise ValueError(f'featmap_sizes ({len(featmap_sizes)}), strides ({len(strides)}) and the assigner\'s '
-                             f'regress_ranges ({num_levels}) must have one entry per level')
+        if not len(mlvl_points) == len(featmap_sizes) == len(strides) == num_levels:
+            raise ValueError(f'mlvl_points ({len(mlvl_points)}), featmap_sizes ({len(featmap_sizes)}), strides '
+                             f'({len(strides)}) and the assigner\'s regress_ranges ({num_levels}) must have one entry '
+                             'per level')
         for s in strides:
             if not isinstance(s, (int, float)) or isinstance(s, bool):
                 raise ValueError(f'strides must be numbers (square strides), got {strides}')
+        featmap_sizes = [(int(h), int(w)) for h, w in featmap_sizes]
+        for lvl, (pts, (h, w)) in enumerate(zip(mlvl_points, featmap_sizes)):
+            if h < 1 or w < 1:
+                raise ValueError(f'featmap_sizes[{lvl}] must be a positive (H, W), got {(h, w)}')
+            if pts.dim() != 2 or pts.shape[0] != h * w or pts.shape[1] not in (2, 4):
+                raise ValueError(f'mlvl_points[{lvl}] must be ({h} * {w}, 2) points (x, y) of a {h} x {w} map, got '
+                                 f'shape {tuple(pts.shape)}')
         if not batch_gt_instances:
             raise ValueError('batch_gt_instances is empty: one InstanceData per image is needed')
         device = get_box_tensor(batch_gt_instances[0].bboxes).device
         boxes, labels, gt_valid = self._pad_gts(batch_gt_instances, num_classes, device)
         dtype = boxes.dtype
         num_imgs, max_gts = labels.shape
-        num_points_per_level = [int(h) * int(w) for h, w in featmap_sizes]
+        num_points_per_level = [h * w for h, w in featmap_sizes]
         num_points = sum(num_points_per_level)
 
-        # points of all levels (N,) and the stride of each, as the point generator lays them out
-        level_coords = [self.grid_coords(size, s, device, dtype) for size, s in zip(featmap_sizes, strides)]
-        point_x = torch.cat([xs.repeat(len(ys)) for xs, ys in level_coords])
-        point_y = torch.cat([ys.repeat_interleave(len(xs)) for xs, ys in level_coords])
+        # x of each column (W_l,) and y of each row (H_l,) of every level: views of the given row-major points
+        mlvl_points = [pts[:, :2].to(device=device, dtype=dtype) for pts in mlvl_points]
+        level_coords = [(pts[:w, 0], pts[::w, 1]) for pts, (_, w) in zip(mlvl_points, featmap_sizes)]
         point_stride = torch.cat([torch.full((n, ), float(s), dtype=dtype, device=device)
                                   for n, s in zip(num_points_per_level, strides)])
 
@@ -256,21 +282,17 @@ class FCOSRangeAssigner:
         out_labels = labels.gather(1, gt_inds).masked_fill_(background, num_classes)
         # distances written in place into the gathered boxes: -x1 + x == x - x1 and x2 - x, bit for bit
         bbox_targets = boxes.gather(1, gt_inds[..., None].expand(-1, -1, 4))  # (B, N, 4)
-        points = torch.stack((point_x, point_y), dim=-1)[None]  # (1, N, 2)
+        points = torch.cat(mlvl_points)[None]  # (1, N, 2)
         bbox_targets[..., :2].neg_().add_(points)
         bbox_targets[..., 2:].sub_(points)
         if self.norm_on_bbox:
             bbox_targets.div_(point_stride[None, :, None])
         bbox_targets.masked_fill_(background[..., None], 0)
-        left, top, right, bottom = bbox_targets.unbind(-1)
-        # centerness_target's formula on views, without copies
-        centerness = (torch.minimum(left, right) / torch.maximum(left, right)) * (
-            torch.minimum(top, bottom) / torch.maximum(top, bottom))
-        centerness = centerness.sqrt_().masked_fill_(background, 0)
+        centerness = centerness_target(bbox_targets).masked_fill_(background, 0)  # background: 0 / 0 -> 0
         return FCOSTargets(out_labels, bbox_targets, centerness, gt_inds.masked_fill_(background, -1),
                            num_points_per_level)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(regress_ranges={self.regress_ranges}, '
                 f'center_sampling={self.center_sampling}, center_sample_radius={self.center_sample_radius}, '
-                f'norm_on_bbox={self.norm_on_bbox}, offset={self.offset})')
+                f'norm_on_bbox={self.norm_on_bbox})')
