@@ -2,6 +2,8 @@
 ``core/models/py_utils/losses.py``) with two and three keypoint types and ignore masks, gradients, prediction, NMS,
 options and errors. The key mapping of the released checkpoints is tested with the converters
 (``tests/test_converters``)."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -274,15 +276,10 @@ def ref_valid_mask(ignored, labels, num_classes, out_hw, in_hw, keypoint):
     for box, label in zip(ignored.tolist(), labels.tolist()):
         x1, x2 = [min(max(v, 0), in_hw[1] - 1) * ratio_x for v in box[0::2]]
         y1, y2 = [min(max(v, 0), in_hw[0] - 1) * ratio_y for v in box[1::2]]
-        radius = max(0, int(ref_radius((math_ceil(y2 - y1), math_ceil(x2 - x1)), 0.3, 'corrected')))
+        radius = max(0, int(ref_radius((math.ceil(y2 - y1), math.ceil(x2 - x1)), 0.3, 'corrected')))
         x, y = dict(top_left=(x1, y1), bottom_right=(x2, y2))[keypoint]
         ref_draw_gaussian(heat[label], (int(x), int(y)), radius, 6.0)
     return torch.from_numpy((heat == 0).astype(np.float32))
-
-
-def math_ceil(v):
-    import math
-    return math.ceil(v)
 
 
 def test_ignored_objects_mask_the_heatmap_loss():

@@ -188,7 +188,7 @@ def test_border_rejection():
         assert decode(tl, br) > 0  # kept without the option
         assert (decode(tl, br, reject_border=True) > 0) == ((tl, br) == inside), (tl, br)
     # the rule is per corner type (top-left: first row / column; bottom-right: last row / column)
-    assert decode((1, 1), (6, 0 + 8), reject_border=True) > 0 and decode((7, 1), (7, 8), reject_border=True) == -1
+    assert decode((1, 1), (6, 8), reject_border=True) > 0 and decode((7, 1), (7, 8), reject_border=True) == -1
 
 
 def test_decode_outputs_takes_named_maps():
