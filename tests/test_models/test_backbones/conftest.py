@@ -1,10 +1,9 @@
-"""Fixtures of the backbone tests: the released checkpoints' key/shape lists and the converter scripts.
+"""Fixtures of the backbone tests: the released checkpoints' key/shape lists.
 
 The key/shape lists are read from ``../shared/reference/original_checkpoints/`` (names and shapes of every tensor in
 the released CornerNet-Lite / CornerNet checkpoints, obtained by instantiating the original model classes; no
 weights, no code); ``MMKP_REFERENCE_CHECKPOINTS`` points elsewhere.
 """
-import importlib.util
 import json
 import os.path as osp
 
@@ -26,14 +25,6 @@ def _load_original(name):
         return json.load(f)
 
 
-def _load_converter(name):
-    path = osp.join(REPO, 'tools', 'model_converters', f'{name}.py')
-    spec = importlib.util.spec_from_file_location(f'_mmkp_converter_{name}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _param_count(shapes, prefixes=('', )):
     """Elements of the parameter tensors (buffers left out) among ``shapes`` whose key starts with a prefix."""
     return sum(
@@ -52,12 +43,6 @@ def original_checkpoint():
         return cache[name]
 
     return get
-
-
-@pytest.fixture(scope='session')
-def converter():
-    """``converter(name)`` -> the module ``tools/model_converters/<name>.py``."""
-    return _load_converter
 
 
 @pytest.fixture(scope='session')

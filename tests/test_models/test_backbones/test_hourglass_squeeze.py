@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmkp.converters.cornernet import CORNERNET_SQUEEZE, convert_backbone
 from mmkp.models.backbones import HourglassSqueezeNet
 from mmkp.models.layers import FireModule
 from mmkp.registry import MODELS
@@ -15,7 +16,8 @@ SMALL = dict(stage_channels=(16, 16, 24, 24, 32), stage_blocks=(1, 1, 1, 1, 2), 
 #: channel-changing fire in low1 / low3 matters
 TINY = dict(stage_channels=(8, 12, 16, 16, 20), stage_blocks=(2, 2, 1, 2, 3), feat_channel=10)
 SQUEEZE = 'cornernetlite_cornernet_squeeze'
-HEAD_PREFIXES = tuple(f'module.{side}_{part}.' for side in ('tl', 'br') for part in ('modules', 'heats', 'tags', 'offs'))
+HEAD_PREFIXES = tuple(
+    f'module.{side}_{part}.' for side in ('tl', 'br') for part in ('modules', 'heats', 'tags', 'offs'))
 
 
 def test_registered_and_built_from_config():
@@ -62,9 +64,9 @@ def test_full_parameter_count_equals_the_original_backbone(original_checkpoint, 
     assert len(model.state_dict()) == sum(k.startswith('module.hg.') for k in shapes) == 822
 
 
-def test_original_checkpoint_keys_map_onto_the_backbone(original_checkpoint, converter):
+def test_original_checkpoint_keys_map_onto_the_backbone(original_checkpoint):
     shapes = original_checkpoint(SQUEEZE)['state_dict']
-    converted, left = converter('cornernet_squeeze_to_mmkp').convert_backbone(shapes)
+    converted, left = convert_backbone(shapes, layouts=(CORNERNET_SQUEEZE, ))
     ours = {k: list(v.shape) for k, v in HourglassSqueezeNet().state_dict().items()}
     wrong = {k: (shape, ours.get(k)) for k, shape in converted.items() if ours.get(k) != shape}
     assert not wrong, f'mapped keys missing from the backbone or with another shape: {wrong}'
@@ -76,11 +78,11 @@ def test_original_checkpoint_keys_map_onto_the_backbone(original_checkpoint, con
     assert not any(k.startswith('module.hg.') for k in left)
 
 
-def test_original_tensors_load_strictly_into_the_right_places(original_checkpoint, converter):
+def test_original_tensors_load_strictly_into_the_right_places(original_checkpoint):
     shapes = original_checkpoint(SQUEEZE)['state_dict']
     # every original tensor holds its own index: cheap (expanded scalars) and tells where each one landed
     original = {k: torch.tensor(float(i)).expand(shape) for i, (k, shape) in enumerate(shapes.items())}
-    converted, _ = converter('cornernet_squeeze_to_mmkp').convert_backbone(original)
+    converted, _ = convert_backbone(original, layouts=(CORNERNET_SQUEEZE, ))
     model = HourglassSqueezeNet()
     model.load_state_dict(converted, strict=True)
     pairs = {
@@ -179,14 +181,14 @@ def _randomise_norms(model):
             m.running_var.uniform_(0.5, 1.5)
 
 
-def test_forward_matches_the_original_computation_under_original_names(converter):
+def test_forward_matches_the_original_computation_under_original_names():
     torch.manual_seed(0)
     model = HourglassSqueezeNet(num_stacks=3, **TINY).double().eval()
     _randomise_norms(model)
     ours = model.state_dict()
     original = {_to_original(k): v for k, v in ours.items()}
     # the converter is the inverse of the renaming above: it puts every original tensor back in its place
-    back, left = converter('cornernet_squeeze_to_mmkp').convert_backbone({'module.hg.' + k: v for k, v in original.items()})
+    back, left = convert_backbone({'module.hg.' + k: v for k, v in original.items()}, layouts=(CORNERNET_SQUEEZE, ))
     assert not left and list(back) == list(ours) and all(back[k] is ours[k] for k in ours)
     x = torch.rand(1, 3, 128, 128, dtype=torch.float64)  # 128 -> 16: every hourglass level halves exactly
     with torch.no_grad():

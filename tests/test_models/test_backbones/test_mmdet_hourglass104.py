@@ -1,9 +1,9 @@
 """mmdet's ``HourglassNet()`` against CornerNet's Hourglass-104 (DETECTORS.md 3.1) and the released checkpoints.
 
 mmkp uses mmdet's HourglassNet for CornerNet (ARCHITECTURE.md section 2); these tests pin down that its defaults are
-the original backbone, tensor for tensor, and that ``tools/model_converters/cornernet_to_mmkp.py`` maps both
-released ``CornerNet_500000.pkl`` layouts onto it. The last tests record two mmdet 3.3.0 quirks that matter outside
-the defaults.
+the original backbone, tensor for tensor, and that the CornerNet rules of ``mmkp.converters.cornernet`` (those of
+``tools/model_converters/cornernet_to_mmkp.py``) map both released ``CornerNet_500000.pkl`` layouts onto it. The last
+tests record two mmdet 3.3.0 quirks that matter outside the defaults.
 """
 import pytest
 import torch
@@ -11,6 +11,8 @@ from mmcv.cnn import ConvModule
 from mmdet.models import HourglassNet
 from mmdet.models.backbones.hourglass import HourglassModule
 from torch import nn
+
+from mmkp.converters.cornernet import convert_backbone
 
 LITE = 'cornernetlite_cornernet'
 ORIG = 'cornernet_orig_cornernet'
@@ -41,9 +43,9 @@ def test_parameter_count_equals_the_original_backbone(hourglass104, original_che
 
 
 @pytest.mark.parametrize('name', [LITE, ORIG])
-def test_original_keys_map_onto_mmdet_hourglass(name, hourglass104, original_checkpoint, converter):
+def test_original_keys_map_onto_mmdet_hourglass(name, hourglass104, original_checkpoint):
     shapes = original_checkpoint(name)['state_dict']
-    converted, left = converter('cornernet_to_mmkp').convert_backbone(shapes)
+    converted, left = convert_backbone(shapes)
     ours = {k: list(v.shape) for k, v in hourglass104.state_dict().items()}
     wrong = {k: (shape, ours.get(k)) for k, shape in converted.items() if ours.get(k) != shape}
     assert not wrong, f'mapped keys missing from HourglassNet or with another shape: {wrong}'
@@ -53,12 +55,11 @@ def test_original_keys_map_onto_mmdet_hourglass(name, hourglass104, original_che
     assert all(k.startswith(HEAD_PREFIXES[name]) for k in left)
 
 
-def test_original_tensors_load_strictly_into_the_right_places(original_checkpoint, converter):
+def test_original_tensors_load_strictly_into_the_right_places(original_checkpoint):
     shapes = original_checkpoint(LITE)['state_dict']
     # every original tensor holds its own index: cheap (expanded scalars) and tells where each one landed
     original = {k: torch.tensor(float(i)).expand(shape) for i, (k, shape) in enumerate(shapes.items())}
-    convert = converter('cornernet_to_mmkp').convert_backbone
-    converted, _ = convert(original)
+    converted, _ = convert_backbone(original)
     model = HourglassNet()
     model.load_state_dict(converted, strict=True)
     deepest = model.hourglass_modules[1].low2.low2.low2.low2.low2
@@ -81,7 +82,7 @@ def test_original_tensors_load_strictly_into_the_right_places(original_checkpoin
         k.replace('module.hg.hgs.', 'module.kps.').replace('module.hg.', 'module.'): v.neg()
         for k, v in original.items() if not k.endswith('num_batches_tracked')
     }
-    converted_orig, _ = convert(renamed)
+    converted_orig, _ = convert_backbone(renamed)
     assert len(converted_orig) == 960 - 160
     model.load_state_dict(converted_orig, strict=True)
     assert torch.equal(model.hourglass_modules[1].low2.low3[0].conv1.weight,

@@ -1,0 +1,17 @@
+"""Converters of the originals' released checkpoints to whole mmkp models (``strict=True`` loading).
+
+:mod:`.core` holds the shared machinery (key rules, checks, file handling, the command line of the family scripts
+``tools/model_converters/<family>_to_mmkp.py``); one module per family holds its rules (:mod:`.cornernet`).
+"""
+from .core import (OPTIONAL_TARGETS, ConversionError, ConversionResult, Family, Layout, StateDictConverter,
+                   build_model_from_config, convert_file, extract_state_dict, load_source, main, save_converted,
+                   target_shapes_from_config, target_shapes_from_model)
+from .cornernet import (CORNERNET_FAMILY, CORNERNET_LITE, CORNERNET_ORIGINAL, CORNERNET_SQUEEZE,
+                        CORNERNET_SQUEEZE_FAMILY, convert_backbone)
+
+__all__ = [
+    'OPTIONAL_TARGETS', 'ConversionError', 'ConversionResult', 'Family', 'Layout', 'StateDictConverter',
+    'build_model_from_config', 'convert_file', 'extract_state_dict', 'load_source', 'main', 'save_converted',
+    'target_shapes_from_config', 'target_shapes_from_model', 'CORNERNET_FAMILY', 'CORNERNET_LITE',
+    'CORNERNET_ORIGINAL', 'CORNERNET_SQUEEZE', 'CORNERNET_SQUEEZE_FAMILY', 'convert_backbone'
+]

@@ -1,0 +1,438 @@
+"""Shared machinery of the converters from released original checkpoints to mmkp models.
+
+A converter is data: one or more :class:`Layout` s of the released file (ordered ``(regex, replacement)`` key rules,
+first match wins) and the target keys / shapes of the mmkp model (read off the model built from a config, or given).
+:class:`StateDictConverter` applies them and refuses, with :class:`ConversionError` naming the file and the key,
+whenever the result would not load with ``strict=True`` into the model:
+
+* a source key that no rule maps (``unmapped``), or that maps to a name the model does not have (``unknown target``);
+* two source keys that map to the same target name (``collision``);
+* a target key that no source key fills (``missing``), except the optional ones below;
+* a shape that differs between source and target (``shape mismatch``, both shapes named).
+
+Source keys (``state_dict()`` names of the original model)
+    One leading ``module.`` (``nn.DataParallel`` / the originals' ``DummyModule`` wrapper) is removed from every key
+    before the rules run, so rules are written without it; a file may hold keys with and without it.
+
+Optional targets
+    BatchNorm's ``num_batches_tracked`` buffers (shape ``[]``, int64) appeared in PyTorch 0.4.1. Files saved under
+    PyTorch 0.4.0 (the original CornerNet repository pins it) lack them. A target key matching one of
+    :data:`OPTIONAL_TARGETS` that no source key fills is set to ``torch.zeros(shape, dtype=torch.long)``: BN reads
+    the buffer only in training with ``momentum=None`` (cumulative averaging) and never in evaluation, so 0 ("no
+    batch seen since loading") changes no output. Filled keys are listed in the output's ``meta['filled']``.
+
+Rules
+    ``(pattern, replacement)`` pairs; the first pattern that ``re.search`` es the key wins and the key becomes
+    ``re.sub(pattern, replacement, key, count=1)``: anchor patterns with ``^``; the part of the key the pattern does
+    not consume is kept (``(r'^hg\\.cnvs\\.', 'backbone.out_convs.')`` renames a prefix). A replacement of ``None``
+    drops the key on purpose (e.g. a classifier the original stores but never runs); dropped keys are listed in
+    ``meta['dropped']``. A :class:`Layout` may also carry ``aliases``: rules of the same form tried first, whose
+    result (or the key unchanged when none matches) then goes through ``rules``; they write a second layout of a
+    released file in the names of the first.
+
+Files
+    :func:`load_source` reads the released file with ``torch.load(..., map_location='cpu', weights_only=True)`` (the
+    allowlist of mmengine types is installed by ``import mmkp``) and accepts a bare ``state_dict`` or one under
+    ``'state_dict'`` / ``'model'``. :func:`save_converted` writes ``{'state_dict': OrderedDict, 'meta': dict}`` in the
+    target's key order, loadable by ``tools/test.py CONFIG FILE`` / ``load_from`` / ``init_cfg=Pretrained``.
+
+Command line
+    :func:`main` is the whole body of a family script: ``python tools/model_converters/<family>_to_mmkp.py SRC DST
+    [--config CFG] [--cfg-options k=v ...]``; without ``--config`` the family's released-model config is used.
+"""
+import argparse
+import os.path as osp
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+
+#: ``(pattern, replacement)``; replacement ``None`` drops the key.
+Rule = Tuple[str, Optional[str]]
+Shape = Tuple[int, ...]
+
+#: target keys that may be absent from the source; filled with zeros (int64) of the target shape.
+OPTIONAL_TARGETS: Tuple[str, ...] = (r'(^|\.)num_batches_tracked$', )
+#: top-level keys under which a checkpoint may hold its state dict, tried in this order.
+WRAPPER_KEYS: Tuple[str, ...] = ('state_dict', 'model')
+#: the prefix of ``nn.DataParallel`` / the originals' ``DummyModule``, removed once from every source key.
+MODULE_PREFIX = 'module.'
+#: at most this many keys are named in one error message.
+MAX_NAMED = 8
+
+
+class ConversionError(ValueError):
+    """A released checkpoint cannot be converted to the target model; the message names the file and the keys."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The key layout of one released checkpoint.
+
+    Args:
+        name (str): short name, used in messages and ``meta['layout']`` (e.g. ``'CornerNet-Lite'``).
+        original (str): the repository, commit and file that define the original model (``meta['original']``).
+        rules (Sequence[Rule]): ordered key rules (see the module docstring); every kept source key must match one.
+        aliases (Sequence[Rule]): ordered rules applied before ``rules``; a key none matches passes unchanged.
+            Defaults to ().
+        signature (str, optional): a pattern that some key of this layout matches (after the ``module.`` prefix is
+            removed) and no key of the converter's other layouts does; needed only when a converter has several
+            layouts. Defaults to None.
+    """
+    name: str
+    original: str
+    rules: Sequence[Rule]
+    aliases: Sequence[Rule] = ()
+    signature: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        for pattern, repl in list(self.rules) + list(self.aliases):
+            re.compile(pattern)  # re.error early, naming the pattern
+        if any(repl is None for _, repl in self.aliases):
+            raise ValueError(f'{self.name}: aliases rename keys, they cannot drop them (replacement None)')
+
+    def map_key(self, key: str) -> Tuple[bool, Optional[str]]:
+        """Apply ``aliases`` then ``rules`` to one key (``module.`` already removed).
+
+        Returns:
+            tuple[bool, str | None]: (whether a rule matched, the new key or None when the rule drops it).
+        """
+        key = _apply_first(key, self.aliases)[1] if self.aliases else key
+        return _apply_first(key, self.rules)
+
+
+def _apply_first(key: str, rules: Sequence[Rule]) -> Tuple[bool, Optional[str]]:
+    """The first rule whose pattern ``re.search`` es ``key`` rewrites it; (False, key) when none does."""
+    for pattern, repl in rules:
+        if re.search(pattern, key):
+            return True, None if repl is None else re.sub(pattern, repl, key, count=1)
+    return False, key
+
+
+@dataclass
+class ConversionResult:
+    """What :meth:`StateDictConverter.convert` returns.
+
+    Attributes:
+        state_dict (OrderedDict[str, Any]): target key -> value, in the target's key order.
+        layout (Layout): the layout the source was read as.
+        sources (dict[str, str]): target key -> the source key it came from (as in the file, prefix included).
+        filled (list[str]): optional target keys no source key filled (set to zeros).
+        dropped (list[str]): source keys dropped on purpose by a ``None`` rule.
+    """
+    state_dict: 'OrderedDict[str, Any]'
+    layout: Layout
+    sources: Dict[str, str] = field(default_factory=dict)
+    filled: List[str] = field(default_factory=list)
+    dropped: List[str] = field(default_factory=list)
+
+
+def _shape_of(value: Any) -> Shape:
+    """Shape of a tensor, or a shape given as a list / tuple of ints / ``torch.Size`` (key lists)."""
+    if isinstance(value, torch.Tensor):
+        return tuple(value.shape)
+    if isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return tuple(value)
+    raise TypeError(f'not a tensor nor a shape: {type(value).__name__}')
+
+
+def _named(keys: Sequence[str]) -> str:
+    shown = ', '.join(repr(k) for k in keys[:MAX_NAMED])
+    return shown + (f' and {len(keys) - MAX_NAMED} more' if len(keys) > MAX_NAMED else '')
+
+
+class StateDictConverter:
+    """Map a released checkpoint's ``state_dict`` onto an mmkp model's keys, refusing anything but a full match.
+
+    Args:
+        layouts (Layout | Sequence[Layout]): the released layouts this converter reads; with several, each needs a
+            ``signature`` and exactly one must match the source.
+        target_shapes (Mapping[str, Sequence[int]]): the model's ``state_dict()`` keys -> shapes (see
+            :func:`target_shapes_from_model`, :func:`target_shapes_from_config`); their order is the output's.
+        optional_targets (Sequence[str]): patterns of target keys that may be left unfilled (filled with int64
+            zeros). Defaults to :data:`OPTIONAL_TARGETS` (``num_batches_tracked``).
+        name (str): converter name for messages and ``meta['converter']``. Defaults to ``'converter'``.
+
+    Raises:
+        ValueError: no layout, or several layouts of which one has no ``signature``.
+    """
+
+    def __init__(self,
+                 layouts: Union[Layout, Sequence[Layout]],
+                 target_shapes: Mapping[str, Sequence[int]],
+                 optional_targets: Sequence[str] = OPTIONAL_TARGETS,
+                 name: str = 'converter') -> None:
+        self.layouts = (layouts, ) if isinstance(layouts, Layout) else tuple(layouts)
+        if not self.layouts:
+            raise ValueError('a converter needs at least one layout')
+        if len(self.layouts) > 1 and any(layout.signature is None for layout in self.layouts):
+            raise ValueError('with several layouts every layout needs a signature')
+        self.target_shapes: 'OrderedDict[str, Shape]' = OrderedDict(
+            (k, tuple(int(s) for s in v)) for k, v in target_shapes.items())
+        self.optional_targets = tuple(optional_targets)
+        self.name = name
+
+    def detect_layout(self, keys: Sequence[str], source: str = '<state_dict>') -> Layout:
+        """The layout whose ``signature`` some key (``module.`` removed) matches.
+
+        Raises:
+            ConversionError: when no layout, or more than one, matches.
+        """
+        if len(self.layouts) == 1:
+            return self.layouts[0]
+        hits = [layout for layout in self.layouts if any(re.search(layout.signature, k) for k in keys)]
+        if len(hits) != 1:
+            what = 'none' if not hits else 'several (' + ', '.join(h.name for h in hits) + ')'
+            known = '; '.join(f'{lay.name}: a key matching {lay.signature!r}' for lay in self.layouts)
+            raise ConversionError(f'{source}: matches {what} of the layouts {self.name} reads ({known}); '
+                                  f'first keys: {_named(list(keys)[:3])}')
+        return hits[0]
+
+    def convert(self, state_dict: Mapping[str, Any], source: str = '<state_dict>') -> ConversionResult:
+        """Rename every source key to the target's, check names and shapes, fill the optional buffers.
+
+        Args:
+            state_dict (Mapping[str, Any]): source key (``module.`` prefix optional) -> tensor, or -> shape (a list
+                of ints, as in a key list: values are passed through, so shapes come out as shapes).
+            source (str): the file name used in messages. Defaults to ``'<state_dict>'``.
+
+        Returns:
+            ConversionResult: the converted state dict in the target's key order, and what was filled / dropped.
+
+        Raises:
+            ConversionError: on an unmapped source key, a key mapped to a name the target lacks, two keys mapped to
+                one name, a value that is neither a tensor nor a shape, a shape mismatch or a missing target key
+                (see the module docstring); the message names the file, the key(s) and the shapes.
+        """
+        stripped = [k[len(MODULE_PREFIX):] if k.startswith(MODULE_PREFIX) else k for k in state_dict]
+        layout = self.detect_layout(stripped, source)
+        where = f'{source} (read as the {layout.name} layout by {self.name})'
+        mapped: Dict[str, Tuple[str, Any]] = {}
+        unmapped, unknown, dropped = [], [], []
+        for key, short in zip(state_dict, stripped):
+            matched, target = layout.map_key(short)
+            if not matched:
+                unmapped.append(key)
+            elif target is None:
+                dropped.append(key)
+            elif target not in self.target_shapes:
+                unknown.append(f'{key} -> {target}')
+            elif target in mapped:
+                raise ConversionError(f'{where}: {key!r} and {mapped[target][0]!r} both map to {target!r}')
+            else:
+                mapped[target] = (key, state_dict[key])
+        if unmapped:
+            raise ConversionError(f'{where}: {len(unmapped)} key(s) match no rule: {_named(unmapped)}')
+        if unknown:
+            raise ConversionError(f'{where}: {len(unknown)} key(s) map to names the model does not have: '
+                                  f'{_named(unknown)}')
+        result = ConversionResult(OrderedDict(), layout, dropped=dropped)
+        missing = []
+        for target, shape in self.target_shapes.items():
+            if target not in mapped:
+                if any(re.search(p, target) for p in self.optional_targets):
+                    result.state_dict[target] = torch.zeros(shape, dtype=torch.long)
+                    result.filled.append(target)
+                else:
+                    missing.append(target)
+                continue
+            key, value = mapped[target]
+            try:
+                got = _shape_of(value)
+            except TypeError as e:
+                raise ConversionError(f'{where}: {key!r}: {e}') from None
+            if got != shape:
+                raise ConversionError(f'{where}: shape mismatch: {key!r} has shape {list(got)}, '
+                                      f'its target {target!r} has shape {list(shape)}')
+            result.state_dict[target] = value
+            result.sources[target] = key
+        if missing:
+            raise ConversionError(f'{where}: {len(missing)} key(s) of the model are filled by no source key: '
+                                  f'{_named(missing)}')
+        return result
+
+
+def target_shapes_from_model(model: torch.nn.Module) -> 'OrderedDict[str, Shape]':
+    """``model.state_dict()`` keys -> shapes, in order (parameters and buffers)."""
+    return OrderedDict((k, tuple(v.shape)) for k, v in model.state_dict().items())
+
+
+def build_model_from_config(config: Union[str, Any],
+                            cfg_options: Optional[dict] = None,
+                            device: Union[str, torch.device] = 'cpu') -> torch.nn.Module:
+    """Build ``cfg.model`` with mmdet's registry (mmkp and mmdet modules registered, default scope ``mmdet``).
+
+    Args:
+        config (str | mmengine.Config): a config file or a loaded config.
+        cfg_options (dict, optional): ``--cfg-options`` style overrides. Defaults to None.
+        device (str | torch.device): where to build; ``'meta'`` allocates nothing (shapes only). Defaults to
+            ``'cpu'``.
+
+    Returns:
+        torch.nn.Module: the detector, not initialised beyond its constructors.
+    """
+    import mmkp  # noqa: F401  (registers mmkp modules, installs the checkpoint allowlist)
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+
+    from mmkp.utils import get_data_root
+    if isinstance(config, str):
+        get_data_root(set_env=True)  # configs read {{$MMKP_DATA:data}}
+        config = Config.fromfile(config)
+    if cfg_options:
+        config.merge_from_dict(cfg_options)
+    register_all_modules(init_default_scope=False)
+    with DefaultScope.overwrite_default_scope('mmdet'), torch.device(device):
+        return MODELS.build(config.model)
+
+
+def target_shapes_from_config(config: Union[str, Any],
+                              cfg_options: Optional[dict] = None) -> 'OrderedDict[str, Shape]':
+    """The target keys / shapes of ``cfg.model``, built on the ``meta`` device (no memory, no initialisation)."""
+    return target_shapes_from_model(build_model_from_config(config, cfg_options, device='meta'))
+
+
+def extract_state_dict(ckpt: Any, source: str = '<checkpoint>') -> Tuple[Mapping[str, Any], str]:
+    """The state dict inside a loaded checkpoint and where it was.
+
+    Args:
+        ckpt (Any): what ``torch.load`` returned: a bare state dict (str -> tensor) or a dict holding one under
+            ``'state_dict'`` or ``'model'`` (:data:`WRAPPER_KEYS`, tried in order).
+        source (str): the file name used in messages.
+
+    Returns:
+        tuple[Mapping, str]: the state dict, and ``'bare'`` or the wrapper key.
+
+    Raises:
+        ConversionError: when no mapping of tensors is found.
+    """
+    if not isinstance(ckpt, Mapping):
+        raise ConversionError(f'{source}: holds a {type(ckpt).__name__}, not a state dict')
+    for wrapper in WRAPPER_KEYS:
+        inner = ckpt.get(wrapper)
+        if isinstance(inner, Mapping) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+            return inner, wrapper
+    if ckpt and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in ckpt.items()):
+        return ckpt, 'bare'
+    raise ConversionError(f'{source}: no state dict found: neither a mapping of names to tensors nor one under '
+                          f'{" / ".join(map(repr, WRAPPER_KEYS))} (top-level keys: {_named([str(k) for k in ckpt])})')
+
+
+def load_source(path: str) -> Tuple[Mapping[str, Any], str]:
+    """Read a released checkpoint safely: ``torch.load(path, map_location='cpu', weights_only=True)``.
+
+    Returns:
+        tuple[Mapping, str]: its state dict and where it was (see :func:`extract_state_dict`).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ConversionError: no state dict in it, or it holds objects ``weights_only`` refuses.
+    """
+    import mmkp  # noqa: F401  (the checkpoint allowlist)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{path}: no such file')
+    try:
+        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:  # pickle.UnpicklingError and the like: name the file
+        raise ConversionError(f'{path}: torch.load(weights_only=True) refused it: {e}') from e
+    return extract_state_dict(ckpt, path)
+
+
+def save_converted(result: ConversionResult, dst: str, meta: Optional[dict] = None) -> dict:
+    """Write ``{'state_dict': result.state_dict, 'meta': {...}}`` to ``dst`` (``torch.save``).
+
+    ``meta`` holds plain types only (loadable with ``weights_only=True``): ``converter``, ``layout``, ``original``,
+    ``filled``, ``dropped``, ``mmkp_version``, plus the given entries.
+
+    Returns:
+        dict: the meta written.
+    """
+    from mmkp.version import __version__
+    full = dict(
+        layout=result.layout.name,
+        original=result.layout.original,
+        filled=list(result.filled),
+        dropped=list(result.dropped),
+        mmkp_version=__version__)
+    full.update(meta or {})
+    torch.save({'state_dict': result.state_dict, 'meta': full}, dst)
+    return full
+
+
+@dataclass(frozen=True)
+class Family:
+    """A family script's converter: its layouts and its released-model config.
+
+    Args:
+        name (str): script name, e.g. ``'cornernet_to_mmkp'`` (``meta['converter']``).
+        description (str): one line for ``--help``.
+        layouts (Sequence[Layout]): the released layouts read (see :class:`StateDictConverter`).
+        default_config (str): the released-model config, relative to the repository root.
+    """
+    name: str
+    description: str
+    layouts: Sequence[Layout]
+    default_config: str
+
+    def converter(self, target_shapes: Mapping[str, Sequence[int]]) -> StateDictConverter:
+        """A :class:`StateDictConverter` of this family's layouts onto ``target_shapes`` (key -> shape)."""
+        return StateDictConverter(self.layouts, target_shapes, name=self.name)
+
+
+def convert_file(family: Family,
+                 src: str,
+                 dst: str,
+                 config: str,
+                 cfg_options: Optional[dict] = None) -> Tuple[ConversionResult, dict]:
+    """Convert the released file ``src`` for the model of ``config`` and write it to ``dst``.
+
+    Returns:
+        tuple[ConversionResult, dict]: the conversion and the meta written.
+
+    Raises:
+        FileNotFoundError, ConversionError: see :func:`load_source` and :meth:`StateDictConverter.convert`.
+    """
+    state_dict, wrapper = load_source(src)
+    result = family.converter(target_shapes_from_config(config, cfg_options)).convert(state_dict, source=src)
+    meta = save_converted(
+        result, dst, dict(converter=family.name, source=osp.basename(src), source_wrapper=wrapper, config=config))
+    return result, meta
+
+
+def main(family: Family, repo_root: str, argv: Optional[Sequence[str]] = None) -> int:
+    """Command line of a family script: ``SRC DST [--config CFG] [--cfg-options k=v ...]``.
+
+    Args:
+        family (Family): what to convert.
+        repo_root (str): the folder ``family.default_config`` is relative to (the script's repository).
+        argv (Sequence[str], optional): arguments; None reads ``sys.argv``.
+
+    Returns:
+        int: 0 on success; 1 (message on stderr) on a refusal or a missing file.
+    """
+    import sys
+
+    from mmengine.config import DictAction
+    default = osp.join(repo_root, family.default_config)
+    parser = argparse.ArgumentParser(description=family.description)
+    parser.add_argument('src', help='the released checkpoint')
+    parser.add_argument('dst', help='output file ({"state_dict", "meta"}, for tools/test.py or load_from)')
+    parser.add_argument('--config', default=default, help=f'config of the target model (default: {default})')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='overrides of the config, key=value')
+    args = parser.parse_args(argv)
+    try:
+        result, meta = convert_file(family, args.src, args.dst, args.config, args.cfg_options)
+    except (ConversionError, FileNotFoundError) as e:
+        print(f'{family.name}: {e}', file=sys.stderr)
+        return 1
+    print(f'{family.name}: {len(result.sources)} tensors of {args.src} ({meta["layout"]} layout) written to '
+          f'{args.dst} for {args.config}')
+    if result.filled:
+        print(f'{len(result.filled)} num_batches_tracked buffers absent from the source, set to 0')
+    if result.dropped:
+        print(f'{len(result.dropped)} source keys dropped on purpose: {_named(result.dropped)}')
+    return 0
