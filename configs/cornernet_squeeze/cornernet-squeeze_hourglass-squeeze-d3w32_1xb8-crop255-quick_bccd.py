@@ -1,4 +1,5 @@
-# CornerNet-Squeeze on BCCD, small enough to train on a 2-core CPU (the quick config; tests/e2e/test_cornernet_learns.py).
+# CornerNet-Squeeze on BCCD, small enough to train on a 2-core CPU (the quick config;
+# tests/e2e/test_cornernet_learns.py).
 # Kept from the paper config (cornernet-squeeze_hourglass-squeeze_4xb14-500k_coco.py): the whole method -- two
 # stacked fire-module hourglasses (transposed-conv up-sampling, output stride 8) with intermediate supervision,
 # corner pooling, 1x1 prediction modules, targets (corrected radius, IoU 0.3, ratio read off the shapes), losses and
@@ -29,27 +30,14 @@ train_pipeline = [
     dict(type='Resize', scale=img_scale, keep_ratio=True),
     dict(type='CornerNetRandomCrop', crop_size=(255, 255), ratios=(0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3), border=64),
     dict(type='Resize', scale=(255, 255), keep_ratio=False),
-    # independent horizontal and vertical flips, each with probability 0.5 (a list of probabilities is one draw)
-    dict(type='RandomFlip', prob=[0.25, 0.25, 0.25], direction=['horizontal', 'vertical', 'diagonal']),
-    dict(type='RandomColorJitter', brightness=0.4, contrast=0.4, saturation=0.4),
-    dict(type='RandomPCALighting', alphastd=0.1),
-    dict(type='PackDetInputs')
+    # then, as the CornerNet quick config: independent horizontal and vertical flips, color jitter, PCA lighting, pack
+    *_base_.train_pipeline[5:]
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile', to_float32=True),
     dict(type='Resize', scale=img_scale, keep_ratio=True),
-    dict(
-        type='RandomCenterCropPad',
-        crop_size=None,
-        ratios=None,
-        border=None,
-        test_mode=True,
-        test_pad_mode=['logical_or', 127],
-        mean=[0, 0, 0],
-        std=[1, 1, 1],
-        to_rgb=False),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'border'))
+    # then, as the CornerNet quick config: zero padding to (h | 127, w | 127), annotations, pack with the border meta
+    *_base_.test_pipeline[2:]
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))

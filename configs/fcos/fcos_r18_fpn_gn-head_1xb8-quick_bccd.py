@@ -1,26 +1,23 @@
 # FCOS "imprv" on BCCD with ResNet-18 from scratch: the quick config that visibly learns on a 2-core CPU in about
 # 10 minutes (configs/fcos/README.md has the measured numbers and commands).
-# Kept from the original (reference/DETECTORS.md section 8): P3-P7 with strides 8..128 and the original's ranges,
-# the GN head with the imprv options (norm_on_bbox, centerness_on_reg, center sampling 1.5, GIoU with +1
-# smoothing), the losses and their normalisation, and the inference (cls > 0.05 before center-ness, 1000 per level
-# by cls * center-ness, score sqrt(cls * center-ness), class-aware NMS 0.6, top 100).
+# Kept from the original (tianzhi0549/FCOS @ a773f12, fcos_core/modeling/rpn/fcos/{fcos,loss,inference}.py and
+# configs/fcos/fcos_imprv_R_50_FPN_1x.yaml): P3-P7 with strides 8..128 and the original's ranges, the GN head with
+# the imprv options (norm_on_bbox, centerness_on_reg, center sampling 1.5, GIoU with +1 smoothing), the losses and
+# their normalisation, and the inference (cls > 0.05 before center-ness, 1000 per level by cls * center-ness, score
+# sqrt(cls * center-ness), class-aware NMS 0.6, top 100).
 # Deviations, all for a CPU run:
 # - input 320x240 (BCCD images are 640x480, so boxes are 10-145 px and fall on P3-P4), horizontal and vertical flips;
 # - ResNet-18 at half width (base_channels 32: 32-64-128-256 channels) trained from scratch with BN (no ImageNet
 #   weights here), ImageNet RGB normalisation; FPN and head with 64 channels (GN with 16 groups): a third of the
 #   cost of the full-width model with a 128-channel head, so three times the epochs in the same CPU time;
 # - batch 8, AdamW lr 2e-3 with linear warm-up, gradient clipping, 30 epochs (lr / 10 after 25).
-_base_ = ['../_base_/datasets/bccd_detection.py', 'mmdet::_base_/default_runtime.py']
-custom_imports = dict(imports=['mmkp'], allow_failed_imports=False)
+_base_ = [
+    '../_base_/datasets/bccd_detection_320x240.py', '../_base_/models/imagenet-rgb_preprocessor.py',
+    '../_base_/schedules/quick_cpu.py'
+]
 
 model = dict(
     type='FCOS',
-    data_preprocessor=dict(
-        type='DetDataPreprocessor',
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        bgr_to_rgb=True,
-        pad_size_divisor=32),
     backbone=dict(
         type='ResNet',
         depth=18,
@@ -69,39 +66,23 @@ model = dict(
         nms=dict(type='nms', iou_threshold=0.6),
         max_per_img=100))
 
-img_scale = (320, 240)
+# one draw per image: a horizontal or a vertical flip, each with probability 0.5
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='Resize', scale=img_scale, keep_ratio=True),
+    dict(type='Resize', scale=_base_.img_scale, keep_ratio=True),
     dict(type='RandomFlip', prob=[0.5, 0.5], direction=['horizontal', 'vertical']),
     dict(type='PackDetInputs')
 ]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=img_scale, keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
-]
-train_dataloader = dict(batch_size=8, num_workers=2, dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(batch_size=8, num_workers=2, dataset=dict(pipeline=test_pipeline))
-test_dataloader = val_dataloader
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 
 max_epochs = 30
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=2e-3, weight_decay=1e-4),
-    clip_grad=dict(max_norm=35, norm_type=2))
+optim_wrapper = dict(optimizer=dict(type='AdamW', lr=2e-3, weight_decay=1e-4))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=50),
     dict(type='MultiStepLR', by_epoch=True, begin=0, end=max_epochs, milestones=[25], gamma=0.1)
 ]
-default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=10),
-    checkpoint=dict(type='CheckpointHook', interval=max_epochs, max_keep_ckpts=1))
-env_cfg = dict(cudnn_benchmark=False)
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
+default_hooks = dict(checkpoint=dict(interval=max_epochs))
 # seeded, so that the numbers in configs/fcos/README.md reproduce (same torch build and thread count)
 randomness = dict(seed=0)

@@ -1,0 +1,5 @@
+# mmkp's runtime: mmdet's (hooks, logging, visualiser, environment, default_scope='mmdet') plus the import that
+# registers mmkp's modules in mmdet's registries, so that mmdet's tools, DetInferencer and mim resolve mmkp types by
+# plain name.
+_base_ = 'mmdet::_base_/default_runtime.py'
+custom_imports = dict(imports=['mmkp'], allow_failed_imports=False)
