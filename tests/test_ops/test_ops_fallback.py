@@ -1,4 +1,8 @@
-"""Without ``mmkp._ext`` the pure-PyTorch references serve, with exactly one warning."""
+"""Without ``mmkp._ext`` the pure-PyTorch references serve, with exactly one warning, and give the compiled results.
+
+The missing extension is simulated (monkeypatched or blocked in a subprocess); the comparison with the compiled
+kernels needs the real extension (``compiled_ext``, tests/test_ops/conftest.py) and fails without it.
+"""
 import os.path as osp
 import subprocess
 import sys
@@ -29,14 +33,14 @@ def _run_all(a, b, images):
     return outs
 
 
-def test_reference_serves_with_one_warning(monkeypatch):
+def _inputs():
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(2, 3, 8, 9, generator=g), torch.randn(2, 3, 8, 9, generator=g)
-    images = torch.randn(2, 3, 12, 13, generator=g)
-    compiled = _run_all(a, b, images) if ops.ext_loaded() else None
-    monkeypatch.setattr(ext_loader, '_EXT', None)
-    monkeypatch.setattr(ext_loader, '_EXT_ERROR', ImportError('simulated: no mmkp._ext'))
-    monkeypatch.setattr(ext_loader, '_WARNED', set())
+    return a, b, torch.randn(2, 3, 12, 13, generator=g)
+
+
+def test_reference_serves_with_one_warning(without_ext):
+    a, b, images = _inputs()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
         fallback = _run_all(a, b, images)
@@ -46,9 +50,22 @@ def test_reference_serves_with_one_warning(monkeypatch):
     assert 'simulated: no mmkp._ext' in messages[0]
     for u, v in zip(fallback, fallback_again):
         assert torch.equal(u, v)
-    if compiled is not None:  # the references give the compiled results
-        for u, v in zip(fallback, compiled):
-            torch.testing.assert_close(u, v, rtol=0, atol=1e-6)
+
+
+def test_reference_gives_the_compiled_results(compiled_ext, monkeypatch):
+    a, b, images = _inputs()
+    assert ops.ext_loaded()
+    compiled = _run_all(a, b, images)
+    monkeypatch.setattr(ext_loader, '_EXT', None)
+    monkeypatch.setattr(ext_loader, '_EXT_ERROR', ImportError('simulated: no mmkp._ext'))
+    monkeypatch.setattr(ext_loader, '_WARNED', set())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        fallback = _run_all(a, b, images)
+    assert any('mmkp._ext could not be imported' in str(w.message) for w in caught)  # the reference did serve
+    assert len(fallback) == len(compiled) == len(ops.DIRECTIONS) + len(ops.CORNERS) + 2
+    for u, v in zip(fallback, compiled):
+        torch.testing.assert_close(u, v, rtol=0, atol=1e-6)
 
 
 def test_reference_gradients_follow_the_tie_rule(without_ext):
