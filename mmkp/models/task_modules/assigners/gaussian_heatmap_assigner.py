@@ -217,12 +217,10 @@ class GaussianHeatmapAssigner:
         planes, plane_row = torch.unique(img_index[keep] * num_classes + labels[keep], return_inverse=True)
         dense_shape = (num_imgs, num_classes, feat_h, feat_w)
         compact_heatmaps, indices, offsets = {}, {}, {}
+        kept_boxes = tuple(c[keep] for c in (x1, y1, x2, y2))
         for name in self.keypoints:
-            px, py = self._keypoint(name, x1, y1, x2, y2)
-            cx, off_x = keypoint_grid_position(px[keep], feat_w)
-            cy, off_y = keypoint_grid_position(py[keep], feat_h)
-            heat = x1.new_zeros((planes.numel(), feat_h, feat_w))
-            draw_gaussians(heat, plane_row, cx, cy, radius, self.sigma_factor[name])
+            heat, (cx, cy), (off_x, off_y) = self._draw_keypoints(name, kept_boxes, plane_row, planes.numel(),
+                                                                  radius, feat_shape)
             compact_heatmaps[name] = CompactHeatmap(heat, planes, dense_shape)
             index = torch.zeros((num_imgs, max_objs), dtype=torch.long, device=device)
             index[img_index[keep], slot[keep]] = cy * feat_w + cx
@@ -242,6 +240,31 @@ class GaussianHeatmapAssigner:
         if name == 'bottom_right':
             return x2, y2
         return (x1 + x2) / 2, (y1 + y2) / 2
+
+    def _draw_keypoints(self, name: str, boxes: Tuple[Tensor, Tensor, Tensor, Tensor], rows: Tensor, num_rows: int,
+                        radius: Tensor, feat_shape: Tuple[int, int]
+                        ) -> Tuple[Tensor, Tuple[Tensor, Tensor], Tuple[Tensor, Tensor]]:
+        """The Gaussians of keypoint type ``name`` of N boxes, drawn on ``num_rows`` planes of the feature size.
+
+        Args:
+            name (str): keypoint type (``'top_left'``, ``'bottom_right'``, ``'center'``).
+            boxes (tuple[Tensor]): x1, y1, x2, y2, each (N,), in feature cells.
+            rows (Tensor): (N,) long, the plane each box is drawn on.
+            num_rows (int): number of planes.
+            radius (Tensor): (N,) long Gaussian radii in cells.
+            feat_shape (tuple[int, int]): (H, W) of the planes.
+
+        Returns:
+            tuple: ``heat`` (num_rows, H, W) (element-wise max of the Gaussians), ``(cx, cy)`` (N,) long integer
+            cells of the keypoints, ``(off_x, off_y)`` (N,) their sub-cell offsets.
+        """
+        feat_h, feat_w = int(feat_shape[0]), int(feat_shape[1])
+        px, py = self._keypoint(name, *boxes)
+        cx, off_x = keypoint_grid_position(px, feat_w)
+        cy, off_y = keypoint_grid_position(py, feat_h)
+        heat = boxes[0].new_zeros((num_rows, feat_h, feat_w))
+        draw_gaussians(heat, rows, cx, cy, radius, self.sigma_factor[name])
+        return heat, (cx, cy), (off_x, off_y)
 
     def _scaled_boxes(self, batch_instances: Sequence[Optional[InstanceData]], feat_shape: Tuple[int, int],
                       input_shape: Tuple[int, int], num_classes: int, batch_img_metas: Optional[List[dict]],
@@ -318,11 +341,7 @@ class GaussianHeatmapAssigner:
         radius = integer_radius(y2 - y1, x2 - x1, self.min_overlap, self.radius_formula, self.min_radius)
         weights = {}
         for name in self.keypoints:
-            px, py = self._keypoint(name, x1, y1, x2, y2)
-            cx, _ = keypoint_grid_position(px, feat_w)
-            cy, _ = keypoint_grid_position(py, feat_h)
-            heat = x1.new_zeros((num_imgs * num_classes, feat_h, feat_w))
-            draw_gaussians(heat, plane, cx, cy, radius, self.sigma_factor[name])
+            heat = self._draw_keypoints(name, (x1, y1, x2, y2), plane, num_imgs * num_classes, radius, feat_shape)[0]
             weights[name] = (heat <= 0).to(heat.dtype).view(num_imgs, num_classes, feat_h, feat_w)
         return weights
 
