@@ -2,6 +2,7 @@
 #
 #   make quickstart   train CenterNet-R18 on BCCD, evaluate on BCCD val, draw the detections
 #   make test         the test suite (what CI runs)
+#   make lint         ruff (pycodestyle + pyflakes, 120 columns; settings in pyproject.toml), also run by CI
 #
 # GPU users: pick the CUDA builds of torch and mmcv, e.g.
 #   make test TORCH_SPEC="torch==2.1.2" TORCH_INDEX=https://download.pytorch.org/whl/cu121 \
@@ -27,12 +28,12 @@ DEPS_STAMP := $(VENV)/.mmkp-deps
 INSTALL_STAMP := $(VENV)/.mmkp-install
 EXT_SOURCES := $(shell find mmkp/ops/csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' 2>/dev/null)
 
-.PHONY: all install test test-all quickstart check-cuda-build clean-ext help
+.PHONY: all install test test-all lint quickstart check-cuda-build clean-ext help
 
 all: install
 
 help:
-	@sed -n '1,12p' Makefile
+	@sed -n '1,13p' Makefile
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +70,15 @@ test: install
 # Everything, including the slow marker (full-budget trainings).
 test-all: install
 	$(PY) -m pytest tests -m "" $(PYTEST_ARGS)
+
+# The linter alone: needs neither torch nor the build.
+LINT_STAMP := $(VENV)/.mmkp-lint
+$(LINT_STAMP): requirements/lint.txt | $(PY)
+	$(PIP) install -q -r requirements/lint.txt
+	touch $@
+
+lint: $(LINT_STAMP)
+	$(VENV)/bin/ruff check .
 
 quickstart: install
 	$(PY) tools/misc/quickstart.py
