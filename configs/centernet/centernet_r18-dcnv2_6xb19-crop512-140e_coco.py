@@ -1,6 +1,5 @@
 # CenterNet (Objects as Points), ResNet-18 + DCNv2 up-sampling neck: the paper's "ResDCN-18" setting.
-# Faithful to xingyizhou/CenterNet `experiments/ctdet_coco_resdcn18.sh` and `src/lib/opts.py`
-# (reference/DETECTORS.md section 7):
+# Faithful to xingyizhou/CenterNet@4c50fd3 `experiments/ctdet_coco_resdcn18.sh` and `src/lib/opts.py`:
 # - batch 114 (the original: 4 GPUs with chunks [18, 32, 32, 32] under DataParallel; here 6 x 19 = 114),
 #   Adam lr 5e-4, 140 epochs, lr / 10 at epochs 90 and 120, no warm-up, no gradient clipping;
 # - input 512, random scale 0.6-1.3 crop (border 128), flip 0.5, CornerNet color jitter + PCA lighting;

@@ -1,4 +1,4 @@
-# CornerNet Hourglass-104 multi-scale test (CornerNet-Lite `configs/CornerNet-multi_scale.json`, DETECTORS.md 3.4):
+# CornerNet Hourglass-104 multi-scale test (princeton-vl/CornerNet-Lite@6a54505 `configs/CornerNet-multi_scale.json`):
 # scales 0.5, 0.75, 1, 1.25, 1.5, each with its flip; the raw pairs of the ten views are pooled and merged by
 # soft-NMS merge (Gaussian, sigma 0.5, weight_exp 10), then 100 per image. Run with `tools/test.py --tta`.
 # Training is that of cornernet_hourglass104_10xb5-500k_coco.py. Deviation: mmdet's Resize rounds the scaled size

@@ -1,5 +1,5 @@
 # CornerNet (Law & Deng, ECCV 2018), Hourglass-104, COCO: the paper / CornerNet-Lite `configs/CornerNet.json` setting
-# (reference/DETECTORS.md sections 2 and 3). Faithful:
+# (princeton-vl/CornerNet-Lite@6a54505, `core/models/CornerNet.py`). Faithful:
 # - model: mmdet's HourglassNet (= Hourglass-104, checked parameter for parameter: 187,700,352) + CornerPoolHead
 #   (corner pooling, heatmap bias -2.19, 3x3 prediction modules, intermediate supervision on both stacks);
 #   201,035,212 parameters, as the released model; PyTorch default init, trained from scratch;

@@ -1,5 +1,5 @@
-# CornerNet-Squeeze (Law et al., CornerNet-Lite 2019), COCO: CornerNet-Lite `configs/CornerNet_Squeeze.json` and
-# `core/models/CornerNet_Squeeze.py` (reference/DETECTORS.md sections 2 and 5). Faithful:
+# CornerNet-Squeeze (Law et al., CornerNet-Lite 2019), COCO: princeton-vl/CornerNet-Lite@6a54505
+# `configs/CornerNet_Squeeze.json` and `core/models/CornerNet_Squeeze.py`. Faithful:
 # - model: HourglassSqueezeNet (2 stacks of fire-module hourglasses, output stride 8) + CornerPoolHead with 1x1
 #   prediction modules; 31,771,852 parameters, as the released model; PyTorch default init, trained from scratch;
 # - targets, losses, data pipeline and optimiser as CornerNet (cornernet/cornernet_hourglass104_10xb5-500k_coco.py):

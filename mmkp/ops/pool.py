@@ -1,7 +1,7 @@
 """Directional, fused corner and fused center max pooling (CornerNet, CornerNet-Lite, CenterNet keypoint triplets).
 
-Semantics (DETECTORS.md section 2.6; CornerNet-Lite ``core/models/py_utils/_cpools/src/{top,bottom,left,right}_pool.cpp``,
-Duankaiwen/CenterNet ``models/py_utils/_cpools/src/*.cpp``), for a (N, C, H, W) map ``x``:
+Semantics (princeton-vl/CornerNet-Lite@6a54505 ``core/models/py_utils/_cpools/src/{top,bottom,left,right}_pool.cpp``,
+Duankaiwen/CenterNet@3ad3a10 ``models/py_utils/_cpools/src/*.cpp``), for a (N, C, H, W) map ``x``:
 
 =========  ===================================  ===========================
 direction  output[..., i] along the axis          looks

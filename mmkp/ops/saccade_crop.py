@@ -1,7 +1,7 @@
 """Batched saccade crops: all zoomed crops of CornerNet-Saccade's test procedure in one call.
 
-The original (CornerNet-Lite ``core/test/cornernet_saccade.py``, ``prepare_images`` / ``crop_image_gpu``;
-DETECTORS.md section 4.6 steps 1 and 7) crops, for each location (y, x, zoom), a window of side
+The original (princeton-vl/CornerNet-Lite@6a54505 ``core/test/cornernet_saccade.py``, ``prepare_images`` /
+``crop_image_gpu``) crops, for each location (y, x, zoom), a window of side
 ``int(255 / zoom)`` original pixels centred at ``(int(y), int(x))``, resizes the part inside the image with
 ``F.interpolate(mode='bilinear')`` (``align_corners=False``) onto a zero 255 x 255 canvas, one crop per Python
 call, and maps detections back with ``orig = crop / zoom + (int(y) - side // 2, int(x) - side // 2)``.

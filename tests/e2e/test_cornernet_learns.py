@@ -28,8 +28,8 @@ from tests.conftest import REPO
 
 CASES = {
     'cornernet': ('configs/cornernet/cornernet_hourglass-d3w32_1xb8-crop159-quick_bccd.py', 200, 4e-3),
-    'cornernet_squeeze': ('configs/cornernet_squeeze/cornernet-squeeze_hourglass-squeeze-d3w32_1xb8-crop255-quick_bccd.py',
-                          80, 2e-3),
+    'cornernet_squeeze': (
+        'configs/cornernet_squeeze/cornernet-squeeze_hourglass-squeeze-d3w32_1xb8-crop255-quick_bccd.py', 80, 2e-3),
 }
 NUM_IMAGES = 8
 

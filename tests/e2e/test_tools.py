@@ -14,7 +14,7 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import REPO, run_tool
+from tests.conftest import run_tool
 
 CONFIG = 'configs/centernet/centernet_r18_1xb8-quick_bccd.py'
 #: 4 val / test images, batch 2, no workers

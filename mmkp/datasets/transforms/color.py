@@ -1,6 +1,6 @@
 """Photometric augmentation of CornerNet / CenterNet: color jitter and PCA lighting.
 
-Spec: reference/DETECTORS.md section 2.9 step 4, from CornerNet-Lite ``core/sample/utils.py`` (``color_jittering_``,
+From princeton-vl/CornerNet-Lite@6a54505 ``core/sample/utils.py`` (``color_jittering_``,
 ``lighting_``, ``brightness_``, ``contrast_``, ``saturation_``) and the eigen-decomposition of ``core/dbs/coco.py``.
 The originals work on BGR images divided by 255; these transforms work on the 0-255 BGR images of mmdet pipelines,
 so the lighting shift is scaled by 255 and the result is the original's times 255.

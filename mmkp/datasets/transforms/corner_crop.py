@@ -6,7 +6,7 @@ from mmcv.transforms import BaseTransform
 
 from mmkp.registry import TRANSFORMS
 
-#: ``np.arange(0.6, 1.4, 0.1)`` of the CornerNet configs: 0.6 ... 1.3 (1.4 excluded, DETECTORS.md 9.9).
+#: ``np.arange(0.6, 1.4, 0.1)`` of the CornerNet configs: 0.6 ... 1.3 (1.4 excluded by ``np.arange``).
 CORNERNET_RATIOS = (0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3)
 
 
@@ -30,7 +30,8 @@ def cornernet_border(border: int, size: int) -> int:
 class CornerNetRandomCrop(BaseTransform):
     """Random scale crop of CornerNet / CornerNet-Squeeze training, one draw, nothing resampled.
 
-    DETECTORS.md 2.9 step 1: s is drawn from ``ratios``; a window of ``int(crop_w * s)`` x ``int(crop_h * s)``
+    princeton-vl/CornerNet-Lite@6a54505 ``core/sample/utils.py::random_crop``: s is drawn from ``ratios``; a window of
+    ``int(crop_w * s)`` x ``int(crop_h * s)``
     centred on (ctx, cty), drawn uniformly in [bw, W - bw) x [bh, H - bh) with b = :func:`cornernet_border`, is cut
     out of the image and pasted, centre on centre, on a canvas filled with ``pad_val`` (the original: zeros, i.e.
     black before normalisation); boxes are shifted accordingly, clipped to the canvas, and those left without width

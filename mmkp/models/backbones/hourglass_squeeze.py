@@ -14,7 +14,7 @@ from ..layers.fire_module import FireModule
 def residual_block(in_channels: int, out_channels: int, stride: int, norm_cfg: ConfigType) -> BasicBlock:
     """The CornerNet family's ``residual(in, out, stride)`` as mmdet's ``BasicBlock``.
 
-    princeton-vl/CornerNet-Lite ``core/models/py_utils/utils.py::residual`` (DETECTORS.md 2.1): conv3x3(stride) -> BN
+    princeton-vl/CornerNet-Lite@6a54505 ``core/models/py_utils/utils.py::residual``: conv3x3(stride) -> BN
     -> ReLU -> conv3x3 -> BN, plus a conv1x1(stride)-BN projection (``downsample``; the original's ``skip``) when the
     stride or the channels change, then ReLU. No convolution has a bias.
 
@@ -54,8 +54,8 @@ def _fire_layer_revr(in_channels: int, out_channels: int, num_blocks: int, norm_
 class FireHourglassModule(BaseModule):
     """One recursive hourglass of fire modules with transposed-convolution up-sampling.
 
-    princeton-vl/CornerNet-Lite ``core/models/py_utils/modules.py::hg_module`` as configured by
-    ``core/models/CornerNet_Squeeze.py`` (DETECTORS.md 2.2, 5.2)::
+    princeton-vl/CornerNet-Lite@6a54505 ``core/models/py_utils/modules.py::hg_module`` as configured by
+    ``core/models/CornerNet_Squeeze.py``::
 
         up1  = fires(cur -> cur) x blocks[0]                       # full-resolution branch
         low1 = fire(cur -> next, stride 2) + fires(next -> next) x (blocks[0] - 1)   # no max-pool
@@ -118,8 +118,8 @@ class FireHourglassModule(BaseModule):
 class HourglassSqueezeNet(BaseModule):
     """Hourglass-Squeeze backbone of CornerNet-Squeeze: stacked hourglasses of fire modules, output stride 8.
 
-    princeton-vl/CornerNet-Lite ``core/models/CornerNet_Squeeze.py::model`` with ``core/models/py_utils/modules.py::
-    hg`` (DETECTORS.md 2.3, 5.2):
+    princeton-vl/CornerNet-Lite@6a54505 ``core/models/CornerNet_Squeeze.py::model`` with
+    ``core/models/py_utils/modules.py::hg``:
 
     * stem (stride 8): ConvModule 7x7 stride 2 (3 -> ``stage_channels[0] // 2``, BN, ReLU), then two residual blocks
       (:func:`residual_block`, mmdet ``BasicBlock``) with stride 2, to ``stage_channels[0]``;

@@ -33,7 +33,8 @@ DEFAULT_NMS = dict(type='soft_nms', iou_threshold=0.5, sigma=0.5, min_score=0.00
 #: ``nms_detections``' default: take the NMS config from ``test_cfg``.
 FROM_TEST_CFG: Any = 'test_cfg'
 #: mmdet ``CornerHead`` ``test_cfg`` keys and the decoder arguments they set.
-MMDET_TEST_KEYS = dict(corner_topk='topk', local_maximum_kernel='local_maximum_kernel', distance_threshold='ae_threshold')
+MMDET_TEST_KEYS = dict(
+    corner_topk='topk', local_maximum_kernel='local_maximum_kernel', distance_threshold='ae_threshold')
 
 KEYPOINT_TYPES = ('top_left', 'bottom_right', 'center')
 #: Keypoint types that carry an embedding (the corners, grouped into pairs by it).

@@ -12,7 +12,7 @@ from mmkp.registry import MODELS
 class FireModule(BaseModule):
     """SqueezeNet-style fire module with a depth-wise 3x3 expand branch, as in CornerNet-Squeeze.
 
-    Follows princeton-vl/CornerNet-Lite ``core/models/CornerNet_Squeeze.py::fire_module`` (DETECTORS.md 5.1)::
+    Follows princeton-vl/CornerNet-Lite@6a54505 ``core/models/CornerNet_Squeeze.py::fire_module``::
 
         s = norm1(conv1(x))                               # squeeze 1x1, in -> out / squeeze_ratio, no ReLU
         y = norm2(cat[conv_1x1(s), conv_3x3(s)])          # expand: 1x1 and depth-wise 3x3, out / 2 each

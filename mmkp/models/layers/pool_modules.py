@@ -1,6 +1,6 @@
 """Corner, cascade corner and center pooling modules (CornerNet family, CenterNet keypoint triplets).
 
-All three share the layout of CornerNet-Lite ``core/models/py_utils/utils.py::corner_pool`` (DETECTORS.md 2.4)::
+All three share the layout of princeton-vl/CornerNet-Lite@6a54505 ``core/models/py_utils/utils.py::corner_pool``::
 
     p1 = p1_conv1(x)                      # conv3x3-BN-ReLU, in -> pool_channels
     p2 = p2_conv1(x)                      # conv3x3-BN-ReLU, in -> pool_channels
@@ -106,9 +106,9 @@ def _check_corner(corner: str) -> Tuple[str, str]:
 
 @MODELS.register_module()
 class CornerPoolModule(_PoolModuleBase):
-    """Corner pooling module of CornerNet / CornerNet-Saccade / CornerNet-Squeeze (DETECTORS.md 2.4).
+    """Corner pooling module of CornerNet / CornerNet-Saccade / CornerNet-Squeeze.
 
-    CornerNet-Lite ``core/models/py_utils/utils.py::corner_pool``; ``corner='top_left'`` is
+    princeton-vl/CornerNet-Lite@6a54505 ``core/models/py_utils/utils.py::corner_pool``; ``corner='top_left'`` is
     ``corner_pool(dim, TopPool, LeftPool)``, ``'bottom_right'`` is ``corner_pool(dim, BottomPool, RightPool)``::
 
         pooled = top(p1_conv1(x)) + left(p2_conv1(x))          # top_left: mmkp.ops.corner_pool, one call
@@ -146,9 +146,9 @@ class CornerPoolModule(_PoolModuleBase):
 
 @MODELS.register_module()
 class CascadeCornerPoolModule(_PoolModuleBase):
-    """Cascade corner pooling module of CenterNet keypoint triplets (DETECTORS.md 6.2).
+    """Cascade corner pooling module of CenterNet keypoint triplets.
 
-    Duankaiwen/CenterNet ``models/CenterNet-104.py::pool`` (``tl_pool = pool(dim, TopPool, LeftPool)``,
+    Duankaiwen/CenterNet@3ad3a10 ``models/CenterNet-104.py::pool`` (``tl_pool = pool(dim, TopPool, LeftPool)``,
     ``br_pool = pool(dim, BottomPool, RightPool)``). Each branch first looks along the orthogonal direction (the
     boundary maximum), then pools towards the corner. For ``'top_left'``::
 
@@ -209,9 +209,10 @@ class CascadeCornerPoolModule(_PoolModuleBase):
 
 @MODELS.register_module()
 class CenterPoolModule(_PoolModuleBase):
-    """Center pooling module of CenterNet keypoint triplets (DETECTORS.md 6.3).
+    """Center pooling module of CenterNet keypoint triplets.
 
-    Duankaiwen/CenterNet ``models/CenterNet-104.py::pool_cross`` with ``TopPool, LeftPool, BottomPool, RightPool``::
+    Duankaiwen/CenterNet@3ad3a10 ``models/CenterNet-104.py::pool_cross`` with
+    ``TopPool, LeftPool, BottomPool, RightPool``::
 
         pooled = bottom(top(p1_conv1(x))) + right(left(p2_conv1(x)))   # = column max + row max:
                                                                         #   mmkp.ops.center_pool, one call

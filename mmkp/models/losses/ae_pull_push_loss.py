@@ -29,7 +29,7 @@ def ae_pull_push_loss(tl_emb: Tensor,
                       image_reduction: str = 'sum') -> Tuple[Tensor, Tensor]:
     """Pull and push losses of 1-d corner embeddings, all images and objects at once (no loop).
 
-    CornerNet-Lite ``core/models/py_utils/losses.py::_ae_loss`` (DETECTORS.md section 2.8; CornerNet section 3.3).
+    princeton-vl/CornerNet-Lite@6a54505 ``core/models/py_utils/losses.py::_ae_loss`` (CornerNet paper section 3.3).
     For image i with N objects (``mask``), embeddings t_k (top-left) and b_k (bottom-right) and e_k = (t_k + b_k) / 2:
 
     * pull_i = sum_k [(t_k - e_k)^2 + (b_k - e_k)^2] / (N + eps);

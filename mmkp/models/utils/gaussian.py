@@ -1,7 +1,7 @@
 """Gaussian heatmap primitives shared by every keypoint head (one formula, one place).
 
-Spec: reference/DETECTORS.md section 2.7, from CornerNet-Lite ``core/sample/utils.py`` (``gaussian_radius``,
-``draw_gaussian``) and xingyizhou/CenterNet ``src/lib/utils/image.py`` (``gaussian_radius``,
+From princeton-vl/CornerNet-Lite@6a54505 ``core/sample/utils.py`` (``gaussian_radius``,
+``draw_gaussian``) and xingyizhou/CenterNet@4c50fd3 ``src/lib/utils/image.py`` (``gaussian_radius``,
 ``draw_umich_gaussian``).
 """
 from typing import NamedTuple, Tuple

@@ -1,6 +1,6 @@
 """Soft-NMS with box merging (CornerNet-Lite ``soft_nms_merge``) and the CornerNet post-processing of detections.
 
-Spec: reference/DETECTORS.md section 2.11, from CornerNet-Lite ``core/external/nms.pyx::soft_nms_merge`` and
+From princeton-vl/CornerNet-Lite@6a54505 ``core/external/nms.pyx::soft_nms_merge`` and
 ``core/test/cornernet.py::cornernet_inference``.
 """
 import copy
@@ -50,7 +50,7 @@ def soft_nms_merge(bboxes: Tensor,
     """Per-class soft-NMS whose kept boxes absorb the boxes they suppress (CornerNet multi-scale testing).
 
     The selection is mmcv's ``soft_nms`` (through ``batched_nms``, one call for all classes). The merge of
-    CornerNet-Lite ``soft_nms_merge`` (DETECTORS.md 2.11) is then computed for all kept boxes at once: when kept box
+    CornerNet-Lite ``soft_nms_merge`` is then computed for all kept boxes at once: when kept box
     k is selected, every box j of its class that is still alive (neither selected before nor discarded) and overlaps
     it contributes with mw = (1 - w_kj)^``weight_exp``, w_kj the soft-NMS weight of j under k; the merged box is::
 
@@ -147,7 +147,7 @@ def corner_nms(results: InstanceData, nms_cfg: Optional[dict], max_per_img: int 
     named in the docs of the configs:
 
     * the original ignores the ``keep`` list that its Cython soft-NMS returns and keeps the whole array, whose tail
-      then holds stale "ghost" copies of live boxes (DETECTORS.md 2.11); here only the kept boxes survive;
+      then holds stale "ghost" copies of live boxes; here only the kept boxes survive;
     * the original keeps every box whose score ties the 100th; here exactly ``max_per_img`` are kept.
 
     Args:

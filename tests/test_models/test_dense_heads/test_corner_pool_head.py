@@ -9,13 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from mmdet.structures import DetDataSample
-from mmdet.utils import register_all_modules
 from mmengine.config import ConfigDict
-from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData
 
 from mmkp.models.dense_heads import CornerPoolHead, KeypointMaps
-from mmkp.registry import MODELS
 from tests.test_models.test_task_modules.test_gaussian_heatmap_assigner import ref_draw_gaussian, ref_radius
 
 SMALL_HEAD = dict(num_classes=3, in_channels=16, num_stacks=2, pool_channels=8, feat_channels=16)

@@ -164,7 +164,8 @@ def test_original_parameter_counts():
 
 
 def test_edge_batches():
-    for module in (CornerPoolModule(4, 3), CascadeCornerPoolModule(4, 3, corner='bottom_right'), CenterPoolModule(4, 3)):
+    modules = (CornerPoolModule(4, 3), CascadeCornerPoolModule(4, 3, corner='bottom_right'), CenterPoolModule(4, 3))
+    for module in modules:
         module.eval()
         assert module(torch.randn(0, 4, 6, 5)).shape == (0, 4, 6, 5)
         assert module(torch.randn(1, 4, 1, 1)).shape == (1, 4, 1, 1)

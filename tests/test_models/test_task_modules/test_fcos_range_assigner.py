@@ -139,9 +139,9 @@ def test_batch_equals_images_one_by_one_with_empty_images_and_box_types():
     assert (empty.bbox_targets == 0).all() and (empty.gt_inds == -1).all()
 
 
-def written_out_centerness(l, t, r, b):
+def written_out_centerness(left, top, right, bottom):
     """sqrt(min(l, r) / max(l, r) * min(t, b) / max(t, b)) in Python floats (the original's formula)."""
-    return math.sqrt(min(l, r) / max(l, r) * min(t, b) / max(t, b))
+    return math.sqrt(min(left, right) / max(left, right) * min(top, bottom) / max(top, bottom))
 
 
 def test_centerness_target_formula():

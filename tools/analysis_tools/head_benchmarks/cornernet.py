@@ -1,4 +1,5 @@
-"""CornerNet head: mmkp's CornerPoolHead (targets, losses, decoding) against mmdet 3.3's CornerHead, same inputs, same run.
+"""CornerNet head: mmkp's CornerPoolHead (targets, losses, decoding) against mmdet 3.3's CornerHead, same inputs,
+same run.
 
 Setting: the CornerNet training batch of one GPU (6 images at 511 x 511, 128 x 128 maps, 80 classes), 20 or 100
 random boxes per image (sides 8-300 px), two hourglass stacks of head outputs (random logits):
