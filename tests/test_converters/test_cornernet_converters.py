@@ -218,8 +218,8 @@ def test_released_config_test_settings(config, topk, num_dets, stride, cornernet
     assert pre.std == pytest.approx([255 * s for s in (0.28863828, 0.27408164, 0.27809835)], abs=1e-4)
     assert pre.bgr_to_rgb is False and pre.get('pad_size_divisor', 1) == 1
     dec = cfg.model.test_cfg.decoder
-    assert (dec.topk, dec.num_dets, dec.ae_threshold, dec.local_maximum_kernel, dec.get('ratio')) == (topk, num_dets, 0.5,
-                                                                                               3, None)
+    got = (dec.topk, dec.num_dets, dec.ae_threshold, dec.local_maximum_kernel, dec.get('ratio'))
+    assert got == (topk, num_dets, 0.5, 3, None)
     assert cfg.model.test_cfg.nms == dict(type='soft_nms', iou_threshold=0.5, sigma=0.5, min_score=0.001,
                                           method='gaussian', offset=1)
     assert cfg.model.test_cfg.max_per_img == 100 and cfg.test_dataloader.batch_size == 1
