@@ -33,7 +33,7 @@ EXT_SOURCES := $(shell find mmkp/ops/csrc -name '*.cpp' -o -name '*.h' -o -name 
 all: install
 
 help:
-	@sed -n '1,13p' Makefile
+	@sed -n '1,11p' Makefile
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
