@@ -8,10 +8,12 @@ from .core import (OPTIONAL_TARGETS, ConversionError, ConversionResult, Family, 
                    target_shapes_from_config, target_shapes_from_model)
 from .cornernet import (CORNERNET_FAMILY, CORNERNET_LITE, CORNERNET_ORIGINAL, CORNERNET_SQUEEZE,
                         CORNERNET_SQUEEZE_FAMILY, convert_backbone)
+from .cornernet_saccade import CORNERNET_SACCADE, CORNERNET_SACCADE_FAMILY
 
 __all__ = [
     'OPTIONAL_TARGETS', 'ConversionError', 'ConversionResult', 'Family', 'Layout', 'StateDictConverter',
     'build_model_from_config', 'convert_file', 'extract_state_dict', 'load_source', 'main', 'save_converted',
     'target_shapes_from_config', 'target_shapes_from_model', 'CORNERNET_FAMILY', 'CORNERNET_LITE',
-    'CORNERNET_ORIGINAL', 'CORNERNET_SQUEEZE', 'CORNERNET_SQUEEZE_FAMILY', 'convert_backbone'
+    'CORNERNET_ORIGINAL', 'CORNERNET_SQUEEZE', 'CORNERNET_SQUEEZE_FAMILY', 'convert_backbone', 'CORNERNET_SACCADE',
+    'CORNERNET_SACCADE_FAMILY'
 ]

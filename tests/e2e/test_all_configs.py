@@ -79,6 +79,26 @@ SMOKE_OVERRIDES.update({
                  'cornernet-squeeze_hourglass-squeeze-d3w32_1xb8-crop255-quick_bccd.py')
 })
 
+# CornerNet-Saccade COCO configs (configs/cornernet_saccade): models and 255 crops as configured; the saccade test
+# with at most 2 zoomed crops per image (instead of 30: the 117 M-parameter network runs once per crop on the CPU);
+# untrained scores and attention (about 0.1) pass no threshold of the procedure (0.3), so every view detection is
+# kept and every attention peak is a location (thresholds -1 and 0); one class, 100 corners / 100 pairs without
+# border rejection and seed 0 so that the untrained model pairs corners (as the CornerNet entries above).
+_SACCADE_UNTRAINED = {'model.test_cfg.saccade.coarse_threshold': -1.0, 'model.test_cfg.saccade.att_threshold': 0.0}
+SMOKE_OVERRIDES.update({
+    osp.basename(path): dict(_CORNER_ONE_CLASS, **{
+        'model.test_cfg.decoder.topk': 100, 'model.test_cfg.decoder.num_dets': 100,
+        'model.test_cfg.decoder.reject_border': False, 'model.test_cfg.saccade.k_max': 2, 'randomness.seed': 0},
+        **_SACCADE_UNTRAINED)
+    for path in CONFIGS
+    if osp.basename(osp.dirname(path)) == 'cornernet_saccade' and path.endswith('_coco.py')
+})
+# the quick BCCD config: the same thresholds, 100 corners / 100 pairs per crop (instead of 12) without border
+# rejection, 4 crops, seed 0
+SMOKE_OVERRIDES['cornernet-saccade_hourglass54-d3w32_1xb8-crop255-quick_bccd.py'] = dict(_SACCADE_UNTRAINED, **{
+    'model.test_cfg.decoder.topk': 100, 'model.test_cfg.decoder.num_dets': 100,
+    'model.test_cfg.decoder.reject_border': False, 'model.test_cfg.saccade.k_max': 4,
+    'randomness.seed': 0})
 
 def _strip_pretrained(node):
     """Remove ``init_cfg=dict(type='Pretrained', ...)`` everywhere: no weight downloads here."""

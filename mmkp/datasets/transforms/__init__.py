@@ -5,3 +5,6 @@ __all__ = ['RandomColorJitter', 'RandomPCALighting']
 from .corner_crop import CornerNetRandomCrop  # noqa: E402
 
 __all__ += ['CornerNetRandomCrop']
+from .saccade_sampler import SaccadeObjectCrop  # noqa: E402
+
+__all__ += ['SaccadeObjectCrop']
