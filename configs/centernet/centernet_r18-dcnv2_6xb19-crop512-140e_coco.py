@@ -107,3 +107,42 @@ test_cfg = dict(type='TestLoop')
 default_hooks = dict(checkpoint=dict(interval=10, max_keep_ckpts=3))
 # Adam lr 5e-4 was set for the total batch 114.
 auto_scale_lr = dict(enable=False, base_batch_size=114)
+
+# Test-time augmentation (`tools/test.py --tta`), the original's `--flip_test` (xingyizhou/CenterNet@4c50fd3
+# `src/lib/detectors/ctdet.py`): heatmap scores and sizes of the image and its mirror averaged, offsets of the image,
+# one decoding; no NMS at one scale. Original: 30.0 AP val2017 with flip. Multi-scale: the `_ms-tta` config.
+tta_model = dict(
+    type='CenterNetTTAModel',
+    tta_cfg=dict(
+        nms=dict(type='soft_nms', iou_threshold=0.5, sigma=0.5, min_score=0.001, method='gaussian', offset=1),
+        nms_single_scale=False,
+        max_per_img=100))
+tta_scales = (1.0, )
+tta_pipeline = [
+    dict(type='LoadImageFromFile', to_float32=True),
+    dict(
+        type='TestTimeAug',
+        transforms=[
+            [dict(type='Resize', scale_factor=s, keep_ratio=True) for s in tta_scales],
+            [dict(type='RandomFlip', prob=1.0), dict(type='RandomFlip', prob=0.0)],
+            [
+                dict(
+                    type='RandomCenterCropPad',
+                    ratios=None,
+                    border=None,
+                    mean=mean,
+                    std=std,
+                    to_rgb=False,
+                    test_mode=True,
+                    test_pad_mode=['logical_or', 31],
+                    test_pad_add_pix=1)
+            ],
+            [dict(type='LoadAnnotations', with_bbox=True)],
+            [
+                dict(
+                    type='PackDetInputs',
+                    meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'border', 'flip',
+                               'flip_direction'))
+            ]
+        ])
+]

@@ -197,6 +197,43 @@ class CenterHeatmapHead(KeypointHeadMixin, BaseDenseHead):
         cfg = self.test_cfg or ConfigDict()
         return [self._post_process(r, cfg, with_nms) for r in results]
 
+    def decode_scores(self,
+                      heat_scores: Tensor,
+                      size: Tensor,
+                      offset: Tensor,
+                      batch_img_metas: List[dict],
+                      rescale: bool = True) -> InstanceList:
+        """Decode maps whose heatmap is already a score (after sigmoid), e.g. a flip-averaged one; no NMS.
+
+        The decoder takes logits, so the scores go through ``logit`` (clamped to [1e-12, 1 - 1e-7]); its sigmoid
+        gives them back (monotonic, so the peaks and their order are those of the scores).
+
+        Args:
+            heat_scores (Tensor): (B, num_classes, H, W) scores in [0, 1].
+            size (Tensor): (B, 2, H, W) (w, h) in feature cells.
+            offset (Tensor): (B, 2, H, W) (dx, dy) in feature cells.
+            batch_img_metas (list[dict]): B metas.
+            rescale (bool): original-image pixels (True) or resized-image pixels. Defaults to True.
+
+        Returns:
+            list[InstanceData]: per image ``bboxes`` (K, 4), ``scores`` (K,), ``labels`` (K,), K = decoder topk.
+        """
+        logits = torch.logit(heat_scores.clamp(1e-12, 1 - 1e-7))
+        return self.decoder.decode(logits, size, offset, batch_img_metas, rescale=rescale)
+
+    def nms_detections(self, results: InstanceData, nms_cfg: Optional[dict], max_per_img: int = 100) -> InstanceData:
+        """NMS (``nms_cfg``, None: none) then the top ``max_per_img`` of pooled detections (test-time augmentation).
+
+        Args:
+            results (InstanceData): ``bboxes`` (N, 4), ``scores`` (N,), ``labels`` (N,).
+            nms_cfg (dict, optional): mmcv ``batched_nms`` config.
+            max_per_img (int): detections kept. Defaults to 100.
+
+        Returns:
+            InstanceData: at most ``max_per_img`` detections.
+        """
+        return self._post_process(results, ConfigDict(nms=nms_cfg, max_per_img=max_per_img), True)
+
     @staticmethod
     def _post_process(results: InstanceData, cfg: ConfigDict, with_nms: bool) -> InstanceData:
         """Optional score threshold and NMS, then the top ``max_per_img``."""
