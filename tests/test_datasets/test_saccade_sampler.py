@@ -1,4 +1,5 @@
-"""CornerNet-Saccade's object-centric crop (princeton-vl/CornerNet-Lite@6a54505 ``core/sample/cornernet_saccade.py``)."""
+"""CornerNet-Saccade's object-centric crop (princeton-vl/CornerNet-Lite@6a54505
+``core/sample/cornernet_saccade.py``)."""
 import numpy as np
 import pytest
 from mmdet.structures.bbox import HorizontalBoxes

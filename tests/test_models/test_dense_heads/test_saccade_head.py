@@ -1,4 +1,5 @@
-"""CornerNet-Saccade head and attention targets (princeton-vl/CornerNet-Lite@6a54505 ``core/models/CornerNet_Saccade.py``,
+"""CornerNet-Saccade head and attention targets (princeton-vl/CornerNet-Lite@6a54505
+``core/models/CornerNet_Saccade.py``,
 ``core/sample/cornernet_saccade.py::create_attention_mask``, ``core/models/py_utils/losses.py``)."""
 import json
 import math
