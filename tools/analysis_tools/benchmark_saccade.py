@@ -41,6 +41,7 @@ Usage::
 """
 import argparse
 import logging
+import os
 import os.path as osp
 import sys
 import time
@@ -117,7 +118,6 @@ def load_images(num: int, device: str) -> List[torch.Tensor]:
     folder = osp.join(get_data_root(set_env=True), 'coco128', 'train2017')
     if not osp.isdir(folder):
         raise SystemExit(f'benchmark_saccade: no coco128 images in {folder} (set MMKP_DATA)')
-    import os
     names = sorted(f for f in os.listdir(folder) if f.endswith('.jpg'))[:num + 1]
     return [torch.from_numpy(mmcv.imread(osp.join(folder, n))).permute(2, 0, 1).float().to(device) for n in names]
 
@@ -147,40 +147,23 @@ def samples_for(shape, ori_shape):
     return [sample]
 
 
-def time_saccade(model, images, timer: PartTimer, device: str):
-    """Seconds per image (total and per part), crops per image; the first image is the warm-up."""
-    pre = model.data_preprocessor
-    per_image = []
-    crops = []
-    for idx, img in enumerate(images):
-        x = ((img - pre.mean.to(device)) / pre.std.to(device))[None]
-        samples = samples_for(tuple(img.shape[1:]), tuple(img.shape[1:]))
-        timer.reset()
-        timer.sync()
-        start = time.perf_counter()
-        with torch.no_grad():
-            model.predict(x, samples)
-        timer.sync()
-        total = time.perf_counter() - start
-        if idx == 0:
-            continue
-        parts = {p: timer.seconds[p] for p in ('network', 'cropping', 'decoding')}
-        parts['merging'] = total - sum(parts.values())
-        per_image.append(dict(total=total, **parts))
-        crops.append(timer.calls['cropping'] - len(model.saccade_cfg['init_sizes']))
-    return {k: sum(r[k] for r in per_image) / len(per_image) for k in per_image[0]}, sum(crops) / len(crops)
+def time_predict(model, images, timer: PartTimer, device: str, size: Optional[int] = None):
+    """Mean seconds per image of ``model.predict`` (total and per part of :data:`PARTS`) and mean number of crops
+    ``_crop`` cut per image; the first image is the warm-up.
 
-
-def time_cornernet(model, images, timer: PartTimer, device: str):
-    """Seconds per image (total and per part) at 511 x 511; the first image is the warm-up."""
+    Args:
+        size (int, optional): resize every image to ``size`` x ``size`` first (CornerNet at 511); None: the original
+            image (the saccade test).
+    """
     import torch.nn.functional as F
     pre = model.data_preprocessor
-    per_image = []
+    per_image, crops = [], []
     for idx, img in enumerate(images):
-        resized = F.interpolate(img[None], size=(CORNERNET_SIZE, CORNERNET_SIZE), mode='bilinear',
-                                align_corners=False)
-        x = (resized - pre.mean.to(device)) / pre.std.to(device)
-        samples = samples_for((CORNERNET_SIZE, CORNERNET_SIZE), tuple(img.shape[1:]))
+        ori_shape = tuple(img.shape[1:])
+        if size is not None:
+            img = F.interpolate(img[None], size=(size, size), mode='bilinear', align_corners=False)[0]
+        x = ((img - pre.mean.to(device)) / pre.std.to(device))[None]
+        samples = samples_for(tuple(img.shape[1:]), ori_shape)
         timer.reset()
         timer.sync()
         start = time.perf_counter()
@@ -190,11 +173,12 @@ def time_cornernet(model, images, timer: PartTimer, device: str):
         total = time.perf_counter() - start
         if idx == 0:
             continue
-        parts = {p: timer.seconds[p] for p in ('network', 'decoding')}
-        parts['cropping'] = 0.0
+        parts = {p: timer.seconds[p] for p in PARTS if p != 'merging'}  # 0 for parts the model has not
         parts['merging'] = total - sum(parts.values())
         per_image.append(dict(total=total, **parts))
-    return {k: sum(r[k] for r in per_image) / len(per_image) for k in per_image[0]}
+        crops.append(timer.calls['cropping'])
+    mean = {k: sum(r[k] for r in per_image) / len(per_image) for k in per_image[0]}
+    return mean, sum(crops) / len(crops)
 
 
 def instrument(model, timer: PartTimer, saccade: bool) -> None:
@@ -228,7 +212,7 @@ def main(argv=None) -> int:
     timer = PartTimer(args.device)
     cornernet = build(CORNERNET_CONFIG, args.device)
     instrument(cornernet, timer, saccade=False)
-    base = time_cornernet(cornernet, images, timer, args.device)
+    base, _ = time_predict(cornernet, images, timer, args.device, size=CORNERNET_SIZE)
     del cornernet
     base_pixels = CORNERNET_SIZE * CORNERNET_SIZE
 
@@ -239,7 +223,8 @@ def main(argv=None) -> int:
             options['model.test_cfg.saccade.att_threshold'] = 0.0
         model = build(SACCADE_CONFIG, args.device, options, args.checkpoint)
         instrument(model, timer, saccade=True)
-        sac, crops = time_saccade(model, images, timer, args.device)
+        sac, cut = time_predict(model, images, timer, args.device)
+        crops = cut - len(model.saccade_cfg['init_sizes'])  # _crop also cuts the downsized views
         crop_size = model.saccade_cfg['crop_size']
         pixels = (len(model.saccade_cfg['init_sizes']) + crops) * crop_size * crop_size
         del model
