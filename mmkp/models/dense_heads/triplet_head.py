@@ -84,9 +84,15 @@ class TripletHead(CornerPoolHead):
                         batch_img_metas: Optional[List[dict]] = None,
                         rescale: bool = False,
                         with_nms: bool = True) -> InstanceList:
-        """Checked boxes after NMS (``with_nms``), or unchecked pairs with the centers in ``metainfo``."""
+        """Checked boxes after NMS (``with_nms``), or unchecked pairs with the centers in ``metainfo``.
+
+        The check runs when the decoder's ``center_check`` is True (the default; ``False`` evaluates the same
+        model as a CornerNet, without the center-region check, e.g. for the false-discovery comparison of
+        ``tools/analysis_tools/triplet_center_check.py``); without NMS it is left to
+        :meth:`merge_view_detections`.
+        """
         check = self.decoder.center_check
-        self.decoder.center_check = with_nms
+        self.decoder.center_check = check and with_nms
         try:
             results = self.decoder.decode_outputs(outputs.stack(-1), batch_img_metas, rescale=rescale)
         finally:
@@ -106,22 +112,50 @@ class TripletHead(CornerPoolHead):
                                                       -1)))
         return out
 
+    @staticmethod
+    def center_views(img_metas: List[dict]) -> List[int]:
+        """Indices of the views whose centers the check reads: Duankaiwen/CenterNet@3ad3a10 ``test/coco.py`` takes
+        the centers of scale 1 only (the image and its flip) in a multi-scale test.
+
+        A view's scale is its ``scale_factor`` (1 when absent). When every view has the same scale (a flip test, or
+        a single-scale test after a fixed resize) all views are center views; otherwise the views of scale 1
+        (within 1e-2).
+
+        Raises:
+            ValueError: a multi-scale test without scale 1.
+        """
+        scales = [float(meta.get('scale_factor', (1.0, 1.0))[0]) for meta in img_metas]
+        if max(scales) - min(scales) < 1e-2:
+            return list(range(len(img_metas)))
+        views = [i for i, s in enumerate(scales) if abs(s - 1.0) < 1e-2]
+        if not views:
+            raise ValueError(f'the multi-scale test of keypoint triplets needs scale 1 (the centers come from scale 1 '
+                             f'only), got view scales {sorted(set(round(s, 3) for s in scales))}: add '
+                             f'Resize(scale_factor=1.0) to the TestTimeAug scales')
+        return views
+
     def merge_view_detections(self, results: List[InstanceData], img_metas: List[dict]) -> InstanceData:
-        """Pool the views' unchecked pairs, then the center-region check against all views' centers (view order).
+        """Pool the views' unchecked pairs, then the center-region check against the centers of the
+        :meth:`center_views` (in view order: the original's image centers before the flipped image's); no check
+        when the decoder's ``center_check`` is False.
 
         Returns:
             InstanceData: the surviving boxes with their new scores and ``ct_scores``.
 
         Raises:
             KeyError: when a view carries no ``centers`` metainfo (decoded with the check already applied).
+            ValueError: see :meth:`center_views`.
         """
         for i, r in enumerate(results):
             if 'centers' not in r.metainfo:
                 raise KeyError(f'view {i} has no centers in its metainfo: decode with with_nms=False')
+        views = [results[i] for i in self.center_views(img_metas)]
         merged = super().merge_view_detections(results, img_metas)
-        centers = torch.cat([r.metainfo['centers'] for r in results])
-        center_scores = torch.cat([r.metainfo['center_scores'] for r in results])
-        center_labels = torch.cat([r.metainfo['center_labels'] for r in results])
+        if not self.decoder.center_check:
+            return merged
+        centers = torch.cat([r.metainfo['centers'] for r in views])
+        center_scores = torch.cat([r.metainfo['center_scores'] for r in views])
+        center_labels = torch.cat([r.metainfo['center_labels'] for r in views])
         scores, ct_scores = center_region_check(merged.bboxes[None], merged.scores[None], merged.labels[None],
                                                 centers[None], center_scores[None], center_labels[None],
                                                 self.decoder.small_box_area)

@@ -12,7 +12,7 @@ from mmengine.structures import InstanceData
 
 from mmkp.models.dense_heads import TripletHead
 from mmkp.models.layers import CascadeCornerPoolModule, CenterPoolModule
-from mmkp.models.task_modules.coders import center_region_check
+from mmkp.models.task_modules.coders import CornerPairDecoder, center_region_check
 from tests.test_models.test_dense_heads.test_corner_pool_head import original_corner_loss, small_inputs
 from tests.test_models.test_task_modules.test_gaussian_heatmap_assigner import ref_draw_gaussian, ref_radius
 
@@ -117,3 +117,48 @@ def test_predict_and_tta_merge():
     assert torch.equal(merged.bboxes, boxes[keep]) and torch.equal(merged.scores, new[0][keep])
     with pytest.raises(KeyError, match='centers'):
         head.merge_view_detections([InstanceData(bboxes=boxes, scores=scores, labels=labels)], [{}])
+
+
+def test_centers_come_from_scale_1_only():
+    metas = [dict(scale_factor=(s, s)) for s in (1.0, 1.0, 0.6, 0.6, 1.8, 1.8)]
+    assert TripletHead.center_views(metas) == [0, 1]
+    assert TripletHead.center_views([dict(scale_factor=(0.3, 0.3))] * 2) == [0, 1]  # one scale: every view
+    assert TripletHead.center_views([{}, {}]) == [0, 1]
+    with pytest.raises(ValueError, match='scale 1'):
+        TripletHead.center_views([dict(scale_factor=(s, s)) for s in (0.6, 1.2)])
+    # the merge reads the centers of the scale-1 views only: a box whose only matching center is at scale 0.6 goes
+    head = TripletHead(**SMALL)
+    box = dict(bboxes=torch.tensor([[0., 0., 30., 30.]]), scores=torch.tensor([0.6]), labels=torch.tensor([0]))
+    views = []
+    for k, center in enumerate(([100., 100.], [15., 15.])):
+        v = InstanceData(**box)
+        v.set_metainfo(dict(centers=torch.tensor([center]), center_scores=torch.tensor([0.9]),
+                            center_labels=torch.tensor([0])))
+        views.append(v)
+    two_scales = [dict(scale_factor=(1.0, 1.0)), dict(scale_factor=(0.6, 0.6))]
+    assert len(head.merge_view_detections(views, two_scales)) == 0
+    merged = head.merge_view_detections(views, [dict(scale_factor=(0.6, 0.6)), dict(scale_factor=(1.0, 1.0))])
+    assert merged.scores.tolist() == pytest.approx([(2 * 0.6 + 0.9) / 3] * 2)
+
+
+def test_center_check_off_decodes_as_cornernet():
+    torch.manual_seed(0)
+    dec = dict(type='TripletDecoder', topk=20, center_topk=20, num_dets=100, outside_margin=None)
+    head = TripletHead(**SMALL, test_cfg=dict(decoder=dict(dec, center_check=False)))
+    head.eval()
+    feats, _, metas = small_inputs(batch=1)
+    sample = DetDataSample()
+    sample.set_metainfo(metas[0])
+    with torch.no_grad():
+        got = head.predict(feats, [sample], rescale=True)[0]
+        outputs = head(feats)
+    assert not head.decoder.center_check
+    # reference: CornerNet's pair decoder on the same maps, then the same soft-NMS
+    pairs = CornerPairDecoder(topk=20, num_dets=100).decode_outputs(outputs.stack(-1), metas, rescale=True)[0]
+    ref = head.nms_detections(pairs)
+    assert len(got) > 0 and torch.equal(got.bboxes, ref.bboxes) and torch.equal(got.scores, ref.scores)
+    # and the check, when on, changes the result on the same maps
+    head.decoder.center_check = True
+    with torch.no_grad():
+        checked = head.predict(feats, [sample], rescale=True)[0]
+    assert len(checked) < len(got) or not torch.equal(checked.scores, got.scores[:len(checked)])

@@ -147,3 +147,21 @@ def test_registry_defaults_and_errors():
     del maps['center']
     with pytest.raises(KeyError, match='center'):
         TripletDecoder().decode_outputs(maps, [dict(batch_input_shape=(128, 128))])
+
+
+@pytest.mark.parametrize('scale', [1.0, 0.5])
+def test_boxes_beyond_the_scaled_image_by_more_than_5px_are_removed(scale):
+    # input 128 x 128 (4 px per cell), resized image 100 x 100 (padded bottom-right): W_s = H_s = 100 px.
+    # x2 cell 26 -> 104 px (< 105: kept), cell 27 -> 108 px (removed); y1 cell -> always inside.
+    metas = [dict(batch_input_shape=(128, 128), img_shape=(100, 100), ori_shape=(100 / scale, 100 / scale),
+                  scale_factor=(scale, scale))]
+    boxes = [(2, 2, 26, 14, 0, 2.0), (2, 16, 27, 24, 0, 1.0)]
+    centers = [(14, 8, 0, 1.5), (14, 20, 0, 1.2)]
+    maps = maps_with(boxes, centers)
+    res = TripletDecoder(topk=5, center_topk=5, num_dets=25).decode_outputs(maps, metas)[0]
+    assert len(res) == 1 and res.bboxes[0].tolist() == pytest.approx([8 / scale, 8 / scale, 100 / scale,
+                                                                      56 / scale])  # clipped after the check
+    kept = TripletDecoder(topk=5, center_topk=5, num_dets=25, outside_margin=None).decode_outputs(maps, metas)[0]
+    assert len(kept) == 2
+    with pytest.raises(ValueError, match='outside_margin'):
+        TripletDecoder(outside_margin=-1)

@@ -1,5 +1,5 @@
 """Decoding of CenterNet keypoint triplets: corner pairs (CornerNet decoding), center keypoints, center-region check."""
-from typing import List, Mapping, Tuple
+from typing import List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from mmengine.structures import InstanceData
@@ -83,6 +83,11 @@ class TripletDecoder(CornerPairDecoder):
     3. :func:`center_region_check` on the valid pairs; boxes without a center are removed, the rest sorted by
        their new score.
 
+    Before clipping, a pair whose box reaches more than ``outside_margin`` pixels beyond the scaled image (x1 <= -m,
+    y1 <= -m, x2 >= W_s + m or y2 >= H_s + m, in pixels of the resized image before padding: W_s, H_s =
+    ``ori_shape`` x ``scale_factor``) is rejected (score -1), as ``_rescale_dets`` of Duankaiwen/CenterNet@3ad3a10
+    ``test/coco.py`` (m = 5); None keeps them.
+
     With ``center_check=False`` step 3 is skipped and the centers are returned in the results' ``metainfo``
     (``centers`` (N, 2), ``center_scores``, ``center_labels``) for a test-time merge that checks over all views.
 
@@ -92,10 +97,13 @@ class TripletDecoder(CornerPairDecoder):
         num_dets (int): pairs kept per image. Defaults to 1000.
         small_box_area (float): n = 3 / n = 5 switch in pixels^2. Defaults to 22500.
         center_check (bool): run step 3. Defaults to True.
+        outside_margin (float, optional): the ``_rescale_dets`` rejection margin in pixels of the resized image.
+            Defaults to 5.0 (original); None disables it.
         **kwargs: the other :class:`CornerPairDecoder` arguments.
 
     Raises:
-        ValueError: for a non-positive ``center_topk`` (and as :class:`CornerPairDecoder`).
+        ValueError: for a non-positive ``center_topk``, a negative ``outside_margin`` (and as
+            :class:`CornerPairDecoder`).
     """
 
     def __init__(self,
@@ -104,6 +112,7 @@ class TripletDecoder(CornerPairDecoder):
                  num_dets: int = 1000,
                  small_box_area: float = SMALL_BOX_AREA,
                  center_check: bool = True,
+                 outside_margin: Optional[float] = 5.0,
                  **kwargs) -> None:
         super().__init__(topk=topk, num_dets=num_dets, **kwargs)
         if center_topk < 1:
@@ -111,6 +120,31 @@ class TripletDecoder(CornerPairDecoder):
         self.center_topk = center_topk
         self.small_box_area = float(small_box_area)
         self.center_check = bool(center_check)
+        if outside_margin is not None and outside_margin < 0:
+            raise ValueError(f'outside_margin must be >= 0 or None, got {outside_margin}')
+        self.outside_margin = None if outside_margin is None else float(outside_margin)
+
+    def outside_scaled_image(self, bboxes: Tensor, feat_shape: Sequence[int], batch_img_metas: List[dict]) -> Tensor:
+        """Which boxes reach more than ``outside_margin`` pixels beyond the resized image (``_rescale_dets``).
+
+        Args:
+            bboxes (Tensor): (B, D, 4) boxes in feature cells.
+            feat_shape (Sequence[int]): (H, W) of the maps.
+            batch_img_metas (list[dict]): B metas (``ori_shape``; ``scale_factor``, ``border`` when present).
+
+        Returns:
+            Tensor: bool (B, D), all False when ``outside_margin`` is None.
+        """
+        if self.outside_margin is None:
+            return bboxes.new_zeros(bboxes.shape[:2], dtype=torch.bool)
+        scaled = cells_to_original(bboxes, feat_shape, batch_img_metas, self.ratio, rescale=False, clip=False)
+        size = []
+        for meta in batch_img_metas:  # per image, not per box
+            sx, sy = [float(v) for v in meta.get('scale_factor', (1.0, 1.0))[:2]]
+            size.append([meta['ori_shape'][1] * sx, meta['ori_shape'][0] * sy])
+        size = bboxes.new_tensor(size).unsqueeze(1)  # (B, 1, 2): (W_s, H_s)
+        m = self.outside_margin
+        return ((scaled[..., :2] <= -m) | (scaled[..., 2:] >= size + m)).any(-1)
 
     def decode_centers(self, ct_heat: Tensor, ct_off: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         """Step 2 in feature cells.
@@ -149,6 +183,8 @@ class TripletDecoder(CornerPairDecoder):
         bboxes, scores, labels, tl_scores, br_scores = self.decode_pairs(tl_heat, br_heat, tl_emb, br_emb, tl_off,
                                                                          br_off)
         feat_shape = tl_heat.shape[-2:]
+        scores = torch.where(self.outside_scaled_image(bboxes, feat_shape, batch_img_metas),
+                             torch.full_like(scores, -1), scores)
         bboxes = cells_to_original(bboxes, feat_shape, batch_img_metas, self.ratio, rescale, self.clip_border)
         centers, ct_s, ct_lab = self.decode_centers(ct_heat, ct_off)
         centers = cells_to_original(centers.repeat(1, 1, 2), feat_shape, batch_img_metas, self.ratio, rescale,
@@ -185,5 +221,5 @@ class TripletDecoder(CornerPairDecoder):
 
     def __repr__(self) -> str:
         return (super().__repr__()[:-1] + f', center_topk={self.center_topk}, small_box_area={self.small_box_area}, '
-                f'center_check={self.center_check})')
+                f'center_check={self.center_check}, outside_margin={self.outside_margin})')
 
