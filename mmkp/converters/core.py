@@ -30,6 +30,18 @@ Rules
     result (or the key unchanged when none matches) then goes through ``rules``; they write a second layout of a
     released file in the names of the first.
 
+Bias folds
+    A :class:`Layout` may carry ``bias_folds``: ``(pattern, replacement)`` pairs tried on every source key (after
+    ``module.`` is removed) before ``aliases`` and ``rules``. A key one of them matches is the bias ``b`` [C] of a
+    convolution whose target module has no bias (mmcv ``ConvModule(bias='auto')`` before a norm layer); the
+    replacement names the target ``running_mean`` [C] of the BatchNorm that follows it, which another source key
+    fills. The converter writes ``running_mean - b`` there: with BN ``y = g (x + b - m) / sqrt(v + eps) + beta``,
+    ``m' = m - b`` gives the same output in evaluation (up to float32 rounding of the difference); in training the
+    batch statistics absorb the constant either way. A fold is refused like a key (``unknown target``, two folds
+    into one target: ``collision``, ``shape mismatch`` against the target's shape, a target that no source key
+    fills: ``missing``); done folds are listed in ``meta['folded']`` as ``'source -> target'``. With shapes instead
+    of tensors (key lists) only the checks run.
+
 Files
     :func:`load_source` reads the released file with ``torch.load(..., map_location='cpu', weights_only=True)`` (the
     allowlist of mmengine types is installed by ``import mmkp``) and accepts a bare ``state_dict`` or one under
@@ -80,18 +92,33 @@ class Layout:
         signature (str, optional): a pattern that some key of this layout matches (after the ``module.`` prefix is
             removed) and no key of the converter's other layouts does; needed only when a converter has several
             layouts. Defaults to None.
+        bias_folds (Sequence[Rule]): ordered ``(pattern, running_mean target)`` rules of the convolution biases
+            folded into the following BN's running mean (see the module docstring); tried before ``aliases``.
+            Defaults to ().
+
+    Raises:
+        re.error: a pattern does not compile.
+        ValueError: an alias or a bias fold with replacement None.
     """
     name: str
     original: str
     rules: Sequence[Rule]
     aliases: Sequence[Rule] = ()
     signature: Optional[str] = None
+    bias_folds: Sequence[Rule] = ()
 
     def __post_init__(self) -> None:
-        for pattern, repl in list(self.rules) + list(self.aliases):
+        for pattern, repl in list(self.rules) + list(self.aliases) + list(self.bias_folds):
             re.compile(pattern)  # re.error early, naming the pattern
         if any(repl is None for _, repl in self.aliases):
             raise ValueError(f'{self.name}: aliases rename keys, they cannot drop them (replacement None)')
+        if any(repl is None for _, repl in self.bias_folds):
+            raise ValueError(f'{self.name}: a bias fold needs the running_mean it goes into (replacement None)')
+
+    def fold_target(self, key: str) -> Optional[str]:
+        """The ``running_mean`` target that the bias ``key`` (``module.`` removed) folds into, or None."""
+        matched, target = _apply_first(key, self.bias_folds)
+        return target if matched else None
 
     def map_key(self, key: str) -> Tuple[bool, Optional[str]]:
         """Apply ``aliases`` then ``rules`` to one key (``module.`` already removed).
@@ -121,12 +148,14 @@ class ConversionResult:
         sources (dict[str, str]): target key -> the source key it came from (as in the file, prefix included).
         filled (list[str]): optional target keys no source key filled (set to zeros).
         dropped (list[str]): source keys dropped on purpose by a ``None`` rule.
+        folded (dict[str, str]): running_mean target key -> the bias source key folded into it (``bias_folds``).
     """
     state_dict: 'OrderedDict[str, Any]'
     layout: Layout
     sources: Dict[str, str] = field(default_factory=dict)
     filled: List[str] = field(default_factory=list)
     dropped: List[str] = field(default_factory=list)
+    folded: Dict[str, str] = field(default_factory=dict)
 
 
 def _shape_of(value: Any) -> Shape:
@@ -199,19 +228,31 @@ class StateDictConverter:
             source (str): the file name used in messages. Defaults to ``'<state_dict>'``.
 
         Returns:
-            ConversionResult: the converted state dict in the target's key order, and what was filled / dropped.
+            ConversionResult: the converted state dict in the target's key order, and what was filled / dropped /
+            folded.
 
         Raises:
             ConversionError: on an unmapped source key, a key mapped to a name the target lacks, two keys mapped to
                 one name, a value that is neither a tensor nor a shape, a shape mismatch or a missing target key
-                (see the module docstring); the message names the file, the key(s) and the shapes.
+                (see the module docstring), and the same for a bias fold; the message names the file, the key(s)
+                and the shapes.
         """
         stripped = [k[len(MODULE_PREFIX):] if k.startswith(MODULE_PREFIX) else k for k in state_dict]
         layout = self.detect_layout(stripped, source)
         where = f'{source} (read as the {layout.name} layout by {self.name})'
         mapped: Dict[str, Tuple[str, Any]] = {}
+        folds: Dict[str, str] = {}
         unmapped, unknown, dropped = [], [], []
         for key, short in zip(state_dict, stripped):
+            fold = layout.fold_target(short)
+            if fold is not None:
+                if fold not in self.target_shapes:
+                    unknown.append(f'{key} -> {fold} (bias fold)')
+                elif fold in folds:
+                    raise ConversionError(f'{where}: {key!r} and {folds[fold]!r} both fold into {fold!r}')
+                else:
+                    folds[fold] = key
+                continue
             matched, target = layout.map_key(short)
             if not matched:
                 unmapped.append(key)
@@ -251,7 +292,26 @@ class StateDictConverter:
         if missing:
             raise ConversionError(f'{where}: {len(missing)} key(s) of the model are filled by no source key: '
                                   f'{_named(missing)}')
+        for target, key in folds.items():
+            self._fold_bias(result, target, key, state_dict[key], where)
         return result
+
+    def _fold_bias(self, result: ConversionResult, target: str, key: str, bias: Any, where: str) -> None:
+        """``result.state_dict[target] -= bias`` (a new tensor); only the checks when either is a shape."""
+        if target not in result.sources:  # a filled optional buffer: nothing to fold into
+            raise ConversionError(f'{where}: {key!r} folds into {target!r}, which no source key fills')
+        try:
+            got = _shape_of(bias)
+        except TypeError as e:
+            raise ConversionError(f'{where}: {key!r}: {e}') from None
+        shape = self.target_shapes[target]
+        if got != shape:
+            raise ConversionError(f'{where}: shape mismatch: {key!r} has shape {list(got)}, the running mean it '
+                                  f'folds into, {target!r}, has shape {list(shape)}')
+        mean = result.state_dict[target]
+        if isinstance(mean, torch.Tensor) and isinstance(bias, torch.Tensor):
+            result.state_dict[target] = mean - bias.to(mean.dtype)
+        result.folded[target] = key
 
 
 def target_shapes_from_model(model: torch.nn.Module) -> 'OrderedDict[str, Shape]':
@@ -346,7 +406,8 @@ def save_converted(result: ConversionResult, dst: str, meta: Optional[dict] = No
     """Write ``{'state_dict': result.state_dict, 'meta': {...}}`` to ``dst`` (``torch.save``).
 
     ``meta`` holds plain types only (loadable with ``weights_only=True``): ``converter``, ``layout``, ``original``,
-    ``filled``, ``dropped``, ``mmkp_version``, plus the given entries.
+    ``filled``, ``dropped``, ``mmkp_version``, ``folded`` (``'source -> target'``; only when a bias was folded),
+    plus the given entries.
 
     Returns:
         dict: the meta written.
@@ -358,6 +419,8 @@ def save_converted(result: ConversionResult, dst: str, meta: Optional[dict] = No
         filled=list(result.filled),
         dropped=list(result.dropped),
         mmkp_version=__version__)
+    if result.folded:
+        full['folded'] = [f'{key} -> {target}' for target, key in result.folded.items()]
     full.update(meta or {})
     torch.save({'state_dict': result.state_dict, 'meta': full}, dst)
     return full
@@ -365,38 +428,67 @@ def save_converted(result: ConversionResult, dst: str, meta: Optional[dict] = No
 
 @dataclass(frozen=True)
 class Family:
-    """A family script's converter: its layouts and its released-model config.
+    """A family script's converter: its layouts and their released-model configs.
 
     Args:
         name (str): script name, e.g. ``'cornernet_to_mmkp'`` (``meta['converter']``).
         description (str): one line for ``--help``.
         layouts (Sequence[Layout]): the released layouts read (see :class:`StateDictConverter`).
         default_config (str): the released-model config, relative to the repository root.
+        configs (Mapping[str, str], optional): layout name -> its released-model config (relative to the repository
+            root), for families whose files are different models (CenterNet ResDCN-18 / DLA-34 / Hourglass-104);
+            a layout not listed uses ``default_config``. Defaults to None.
     """
     name: str
     description: str
     layouts: Sequence[Layout]
     default_config: str
+    configs: Optional[Mapping[str, str]] = None
 
     def converter(self, target_shapes: Mapping[str, Sequence[int]]) -> StateDictConverter:
         """A :class:`StateDictConverter` of this family's layouts onto ``target_shapes`` (key -> shape)."""
         return StateDictConverter(self.layouts, target_shapes, name=self.name)
 
+    def layout_of(self, keys: Sequence[str], source: str = '<state_dict>') -> Layout:
+        """The layout of a source's keys (one ``module.`` prefix optional), as the converter detects it.
+
+        Raises:
+            ConversionError: no (or more than one) layout matches; the message names ``source``.
+        """
+        stripped = [k[len(MODULE_PREFIX):] if k.startswith(MODULE_PREFIX) else k for k in keys]
+        return self.converter({}).detect_layout(stripped, source)
+
+    def released_config(self, layout: Layout) -> str:
+        """The released-model config of ``layout`` (relative to the repository root)."""
+        return (self.configs or {}).get(layout.name, self.default_config)
+
 
 def convert_file(family: Family,
                  src: str,
                  dst: str,
-                 config: str,
-                 cfg_options: Optional[dict] = None) -> Tuple[ConversionResult, dict]:
+                 config: Optional[str] = None,
+                 cfg_options: Optional[dict] = None,
+                 repo_root: str = '.') -> Tuple[ConversionResult, dict]:
     """Convert the released file ``src`` for the model of ``config`` and write it to ``dst``.
 
+    Args:
+        family (Family): what to convert.
+        src (str): the released checkpoint.
+        dst (str): where to write ``{'state_dict', 'meta'}``.
+        config (str, optional): the target model's config; None: the released config of the file's layout
+            (:meth:`Family.released_config`, under ``repo_root``). The file is read once either way.
+        cfg_options (dict, optional): overrides of the config. Defaults to None.
+        repo_root (str): the folder the family's configs are relative to. Defaults to ``'.'``.
+
     Returns:
-        tuple[ConversionResult, dict]: the conversion and the meta written.
+        tuple[ConversionResult, dict]: the conversion and the meta written (``config`` included).
 
     Raises:
         FileNotFoundError, ConversionError: see :func:`load_source` and :meth:`StateDictConverter.convert`.
     """
     state_dict, wrapper = load_source(src)
+    if config is None:
+        config = osp.join(repo_root, family.released_config(family.layout_of(list(state_dict), src)))
     result = family.converter(target_shapes_from_config(config, cfg_options)).convert(state_dict, source=src)
     meta = save_converted(
         result, dst, dict(converter=family.name, source=osp.basename(src), source_wrapper=wrapper, config=config))
@@ -417,22 +509,27 @@ def main(family: Family, repo_root: str, argv: Optional[Sequence[str]] = None) -
     import sys
 
     from mmengine.config import DictAction
-    default = osp.join(repo_root, family.default_config)
+    configs = sorted({family.released_config(layout) for layout in family.layouts})
+    default = osp.join(repo_root, configs[0]) if len(configs) == 1 else 'the released config of the file: ' + \
+        ', '.join(f'{layout.name}: {family.released_config(layout)}' for layout in family.layouts)
     parser = argparse.ArgumentParser(description=family.description)
     parser.add_argument('src', help='the released checkpoint')
     parser.add_argument('dst', help='output file ({"state_dict", "meta"}, for tools/test.py or load_from)')
-    parser.add_argument('--config', default=default, help=f'config of the target model (default: {default})')
+    parser.add_argument('--config', default=None, help=f'config of the target model (default: {default})')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='overrides of the config, key=value')
     args = parser.parse_args(argv)
     try:
-        result, meta = convert_file(family, args.src, args.dst, args.config, args.cfg_options)
+        result, meta = convert_file(family, args.src, args.dst, args.config, args.cfg_options, repo_root)
     except (ConversionError, FileNotFoundError) as e:
         print(f'{family.name}: {e}', file=sys.stderr)
         return 1
     print(f'{family.name}: {len(result.sources)} tensors of {args.src} ({meta["layout"]} layout) written to '
-          f'{args.dst} for {args.config}')
+          f'{args.dst} for {meta["config"]}')
     if result.filled:
         print(f'{len(result.filled)} num_batches_tracked buffers absent from the source, set to 0')
     if result.dropped:
         print(f'{len(result.dropped)} source keys dropped on purpose: {_named(result.dropped)}')
+    if result.folded:
+        print(f'{len(result.folded)} convolution biases folded into the running mean of the BN after them: '
+              + ', '.join(f'{k} -> {t}' for t, k in result.folded.items()))
     return 0

@@ -1,0 +1,56 @@
+# The released ResDCN-18 weights, ctdet_coco_resdcn18.pth (xingyizhou/CenterNet@4c50fd3 `readme/MODEL_ZOO.md`,
+# `src/lib/models/networks/resnet_dcn.py`), converted with tools/model_converters/centernet_to_mmkp.py (which reads
+# this config's model for the target keys and shapes; the DCN biases of the neck are folded into the running means
+# of the BNs after them, as mmdet's CTResNetNeck has no DCN bias)
+# and tested as the original (`src/lib/detectors/ctdet.py`, `src/lib/utils/post_process.py`, `--keep_res`):
+# - BGR images normalised with the original's BGR mean / std (bgr_to_rgb=False), batch 1, no resizing;
+# - each image centred on a canvas of ((h | 31) + 1, (w | 31) + 1), filled with 0 (black) before normalisation as the
+#   original's `cv2.warpAffine` (border value 0) leaves it. mmdet's RandomCenterCropPad fills the canvas with its
+#   `mean` argument, set to 0 here; with mmdet's usual setting (the mean pixel, as the training configs) every
+#   detection near a border would change;
+# - boxes mapped back with the canvas offset (`border`) and the stride 4 (the affine back-mapping of
+#   `ctdet_post_process`), top 100 peaks of the 3x3-max-pooled heatmap, no NMS, no clipping;
+# - no flip (the original's default); `tools/test.py ... --tta` runs its `--flip_test` (heatmaps and sizes averaged).
+# COCO val2017 reported by the original: 28.1 AP (no aug), 30.0 (flip), 33.2 (multi-scale + flip).
+_base_ = './centernet_r18-dcnv2_6xb19-crop512-140e_coco.py'
+
+model = dict(backbone=dict(init_cfg=None))  # the weights come from the converted file
+
+# the original's canvas: 0 (black) before normalisation; RandomCenterCropPad fills with `mean` (its only use of it)
+black_pad = dict(
+    type='RandomCenterCropPad',
+    ratios=None,
+    border=None,
+    mean=[0, 0, 0],
+    std={{_base_.std}},
+    to_rgb=False,
+    test_mode=True,
+    test_pad_mode=['logical_or', 31],
+    test_pad_add_pix=1)
+test_pipeline = [
+    dict(type='LoadImageFromFile', to_float32=True), black_pad,
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'border'))
+]
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
+# `tools/test.py --tta`: the original's `--flip_test` (see the parent config), on the same black canvas
+tta_scales = (1.0, )
+tta_pipeline = [
+    dict(type='LoadImageFromFile', to_float32=True),
+    dict(
+        type='TestTimeAug',
+        transforms=[
+            [dict(type='Resize', scale_factor=s, keep_ratio=True) for s in tta_scales],
+            [dict(type='RandomFlip', prob=1.0), dict(type='RandomFlip', prob=0.0)],
+            [black_pad],
+            [dict(type='LoadAnnotations', with_bbox=True)],
+            [
+                dict(
+                    type='PackDetInputs',
+                    meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'border', 'flip',
+                               'flip_direction'))
+            ]
+        ])
+]
