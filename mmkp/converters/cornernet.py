@@ -79,23 +79,32 @@ HOURGLASS_SQUEEZE_RULES: List[Rule] = [
 ] + STACK_RULES
 
 
-def corner_head_rules(prefix_map: Mapping[str, str], head: str = 'bbox_head.') -> List[Rule]:
-    """Rules of the CornerNet-Lite corner head (``{tl,br}_modules``, ``{tl,br}_{heats,tags,offs}``).
+def corner_head_rules(prefix_map: Mapping[str, str],
+                      head: str = 'bbox_head.',
+                      branches: Sequence[str] = ('tl', 'br'),
+                      preds: Sequence[str] = ('heats', 'tags', 'offs')) -> List[Rule]:
+    """Rules of a CornerNet-Lite-named keypoint head (``{p}_modules``, ``{p}_{heats,tags,offs}``).
 
     Args:
         prefix_map (Mapping[str, str]): original -> mmkp key prefix inside one pooling module (a pooling module's
             ``ORIGINAL_PREFIX_MAP``); the module's other keys keep their names.
         head (str): prefix of the head in the detector. Defaults to ``'bbox_head.'``.
+        branches (Sequence[str]): keypoint prefixes these rules cover. Defaults to the corners ``('tl', 'br')``;
+            ``('ct',)`` for the center branch of the keypoint triplets.
+        preds (Sequence[str]): prediction modules of those branches. Defaults to ``('heats', 'tags', 'offs')``;
+            ``('heats', 'offs')`` for a center (no embedding): a key of another module then matches no rule.
 
     Returns:
         list[Rule]: one rule per renamed prefix, then the pass-through of the pooling modules and the prediction
         modules (``0.conv.*``, ``1.*`` of ``_pred_mod``, unchanged).
     """
-    rules: List[Rule] = [(rf'^(tl|br)_modules\.(\d+)\.{re.escape(old)}', rf'{head}\g<1>_modules.\g<2>.{new}')
+    group = '|'.join(re.escape(b) for b in branches)
+    pred_group = '|'.join(re.escape(p) for p in preds)
+    rules: List[Rule] = [(rf'^({group})_modules\.(\d+)\.{re.escape(old)}', rf'{head}\g<1>_modules.\g<2>.{new}')
                          for old, new in prefix_map.items()]
     rules += [
-        (r'^(tl|br)_modules\.(\d+)\.', rf'{head}\g<1>_modules.\g<2>.'),
-        (r'^(tl|br)_(heats|tags|offs)\.(\d+)\.', rf'{head}\g<1>_\g<2>.\g<3>.'),
+        (rf'^({group})_modules\.(\d+)\.', rf'{head}\g<1>_modules.\g<2>.'),
+        (rf'^({group})_({pred_group})\.(\d+)\.', rf'{head}\g<1>_\g<2>.\g<3>.'),
     ]
     return rules
 
