@@ -8,10 +8,16 @@ mmengine.logging.history_buffer.HistoryBuffer``; mmengine issue #1655).
 The fix here keeps the safety check and allowlists exactly the types such checkpoints hold
 (``torch.serialization.add_safe_globals``); anything else, ``os.system`` for instance, is still refused.
 The list was read off checkpoints written by ``Runner.save_checkpoint`` with
-``torch.serialization.get_unsafe_globals_in_checkpoint``; ``tests/test_utils/test_checkpoint.py`` re-checks it.
+``torch.serialization.get_unsafe_globals_in_checkpoint``; ``tests/e2e/test_tools.py`` and
+``tests/test_reliability/test_untrusted_files.py`` re-check it.
+
+mmengine's local checkpoint loader (``CheckpointLoader`` scheme ``''``, used by ``Runner.load_checkpoint``,
+``--resume``, ``load_from`` and ``tools/test.py``) is replaced by :func:`load_local_checkpoint`, which loads with
+``weights_only=True`` explicitly and names the file in every refusal (torch's own message names the global only).
 """
+import os.path as osp
 import pickle
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 import torch
@@ -59,15 +65,69 @@ def history_buffer_method(owner: type, name: str):
     raise pickle.UnpicklingError(f'mmkp checkpoint allowlist: getattr({owner!r}, {name!r}) is not allowed')
 
 
-CHECKPOINT_SAFE_GLOBALS: List[object] = [HistoryBuffer, (history_buffer_method, 'builtins.getattr')
-                                         ] + _numpy_globals()
+def empty_bytes(*args) -> bytes:
+    """Stand-in for ``builtins.bytes`` when unpickling: only ``bytes()``, the empty byte string.
+
+    Pickle protocol 2 (``torch.save``'s) writes ``b''`` as the call ``bytes()``; numpy pickles the data of an empty
+    array as ``b''``, and a ``HistoryBuffer`` that was never updated holds two empty arrays, so a checkpoint whose
+    message hub has one fails with ``Unsupported global: GLOBAL bytes``. Non-empty bytes are written as
+    ``_codecs.encode`` (which ``weights_only`` already knows). ``bytes`` itself is not allowlisted: ``bytes(n)``
+    would let a file allocate ``n`` bytes.
+
+    Raises:
+        pickle.UnpicklingError: for any argument.
+    """
+    if args:
+        raise pickle.UnpicklingError(f'mmkp checkpoint allowlist: bytes{args!r} is not allowed (only bytes())')
+    return b''
+
+
+CHECKPOINT_SAFE_GLOBALS: List[object] = [
+    HistoryBuffer, (history_buffer_method, 'builtins.getattr'), (empty_bytes, 'builtins.bytes')
+] + _numpy_globals()
+
+
+def load_local_checkpoint(filename: str, map_location: Optional[object] = None):
+    """mmengine's local checkpoint loader, with ``weights_only=True`` explicit and the file named in every error.
+
+    Registered for mmengine's ``CheckpointLoader`` scheme ``''`` (local paths) by
+    :func:`register_checkpoint_safe_globals`, so ``mmengine.runner.load_checkpoint``, ``Runner.load_checkpoint`` and
+    ``Runner.resume`` (``load_from``, ``--resume``, ``tools/test.py``) go through it.
+
+    Args:
+        filename (str): local path; ``~`` is expanded.
+        map_location: as for ``torch.load``. Defaults to None.
+
+    Returns:
+        The unpickled checkpoint (usually a dict).
+
+    Raises:
+        FileNotFoundError: no such file (named).
+        pickle.UnpicklingError: ``weights_only`` refused a global (the message names the file and the global, e.g.
+            ``GLOBAL posix.system``).
+        RuntimeError: the file is not a readable torch checkpoint (truncated, not a zip / pickle), named.
+    """
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'{filename}: checkpoint not found')
+    try:
+        return torch.load(filename, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise pickle.UnpicklingError(f'{filename}: refused by torch.load(weights_only=True) with mmkp\'s '
+                                     f'allowlist (mmkp.utils.checkpoint): {e}') from e
+    except (RuntimeError, EOFError, ValueError) as e:
+        raise RuntimeError(f'{filename}: not a readable torch checkpoint (truncated or not written by '
+                           f'torch.save?): {e}') from e
 
 
 def register_checkpoint_safe_globals() -> None:
-    """Allowlist :data:`CHECKPOINT_SAFE_GLOBALS` for ``torch.load(weights_only=True)``.
+    """Allowlist :data:`CHECKPOINT_SAFE_GLOBALS` for ``torch.load(weights_only=True)`` and install
+    :func:`load_local_checkpoint` as mmengine's loader of local checkpoint files.
 
-    Called once by ``import mmkp``; a no-op on torch < 2.4, which has no allowlist (and no weights-only default).
+    Called once by ``import mmkp``; the allowlist is a no-op on torch < 2.4, which has none.
     """
     add = getattr(torch.serialization, 'add_safe_globals', None)
     if add is not None:
         add(CHECKPOINT_SAFE_GLOBALS)
+    from mmengine.runner.checkpoint import CheckpointLoader
+    CheckpointLoader.register_scheme(prefixes='', loader=load_local_checkpoint, force=True)

@@ -1,7 +1,8 @@
 # BCCD (blood cell detection): 205 train / 87 val / 72 test images, 640x480, 3 classes, COCO json.
 # The data lives outside the repo: $MMKP_DATA/bccd (tools and `make` default MMKP_DATA to ../shared/data when it
 # exists, else data/).
-dataset_type = 'CocoDataset'
+# mmkp's CocoDataset: annotation problems are named and counted, never dropped silently (mmkp/datasets/coco.py)
+dataset_type = 'CheckedCocoDataset'
 data_root = '{{$MMKP_DATA:data}}/bccd/'
 metainfo = dict(classes=('RBC', 'WBC', 'Platelets'), palette=[(220, 20, 60), (0, 0, 230), (255, 215, 0)])
 backend_args = None

@@ -2,8 +2,9 @@
 # The data lives outside the repo: $MMKP_DATA/coco128.
 _base_ = 'mmdet::_base_/datasets/coco_detection.py'
 data_root = '{{$MMKP_DATA:data}}/coco128/'
-train_dataloader = dict(dataset=dict(data_root=data_root))
-val_dataloader = dict(dataset=dict(data_root=data_root))
+# mmkp's CocoDataset: annotation problems are named and counted, never dropped silently (mmkp/datasets/coco.py)
+train_dataloader = dict(dataset=dict(type='CheckedCocoDataset', data_root=data_root))
+val_dataloader = dict(dataset=dict(type='CheckedCocoDataset', data_root=data_root))
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
 test_evaluator = val_evaluator
