@@ -14,6 +14,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from mmkp.registry import MODELS, TASK_UTILS
+from ..utils.heatmap import check_no_nan
 
 #: Targets of the original paper configs (tianzhi0549/FCOS@a773f12 ``configs/fcos/fcos_R_50_FPN_1x.yaml``) are the
 #: assigner's defaults: ranges ((-1, 64), (64, 128), (128, 256), (256, 512), (512, 1e8)), no center sampling; the
@@ -371,7 +372,12 @@ class FCOSPointHead(AnchorFreeHead):
         Raises:
             ValueError: when ``batch_img_metas`` is missing or does not match the batch, a meta lacks
                 ``img_shape``, or lacks ``scale_factor`` with ``rescale=True``.
+            FloatingPointError: an output holds NaN (:func:`mmkp.models.utils.heatmap.check_no_nan`).
         """
+        for name, maps in (('class logits', cls_scores), ('box distances', bbox_preds),
+                           ('center-ness logits', centernesses)):
+            for level, m in enumerate(maps):
+                check_no_nan(m, f'{name} of level {level}')
         cfg = self.test_cfg if cfg is None else self._merge_test_cfg(cfg)
         num_imgs = cls_scores[0].size(0)
         if batch_img_metas is None or len(batch_img_metas) != num_imgs:
@@ -453,7 +459,9 @@ def original_fcos_key_map(num_convs: int = 4, num_levels: int = 5, depth: int = 
     frozen-BN tensors), the FPN lateral / output / P6 / P7 convs, the two towers (``cls_tower.{3i}`` conv,
     ``{3i + 1}`` GN), the three predictors and the scales. Two tensors need more than a rename: the original
     ``Scale`` is a (1,) tensor and mmcv's a 0-dim one (``.reshape(())``), and mmdet BNs also hold
-    ``num_batches_tracked``, which the original lacks (load with ``strict=False`` or fill it with 0).
+    ``num_batches_tracked``, which the original lacks (filled with 0). This map is the single statement of the
+    names: :mod:`mmkp.converters.fcos` (``tools/model_converters/fcos_to_mmkp.py``) turns it into its key rules and
+    does both, loading ``strict=True``.
 
     Args:
         num_convs (int): convs per tower. Defaults to 4.

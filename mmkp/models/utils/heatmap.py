@@ -80,6 +80,25 @@ def topk_heatmap(heat: Tensor, k: int) -> Tuple[Tensor, Tensor, Tensor, Tensor, 
     return scores, index, labels, ys.to(heat.dtype), xs.to(heat.dtype)
 
 
+def check_no_nan(tensor: Tensor, name: str) -> None:
+    """Stop decoding on NaN network outputs (broken weights or inputs) instead of ranking or dropping NaN cells.
+
+    ``sigmoid(NaN)`` is NaN, which ``topk`` ranks first and comparisons drop: either way the detections of a broken
+    model would look plausible and nothing would say so.
+
+    Args:
+        tensor (Tensor): any shape, e.g. (B, C, H, W) heatmap logits.
+        name (str): what it is, for the message.
+
+    Raises:
+        FloatingPointError: when ``tensor`` holds a NaN; the message gives the count and the shape.
+    """
+    nan = torch.isnan(tensor)
+    if bool(nan.any()):
+        raise FloatingPointError(f'{name} hold {int(nan.sum())} NaN values (shape {tuple(tensor.shape)}): the network '
+                                 f'produced NaN (broken weights or input); nothing was decoded')
+
+
 def topk_peaks(logits: Tensor, k: int, kernel: int = 3,
                num_candidates: Tuple[int, ...] = (1000, 16000)) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """``topk_heatmap(local_maximum(sigmoid(logits), kernel), k)`` without the dense max-pool when possible.
@@ -102,9 +121,14 @@ def topk_peaks(logits: Tensor, k: int, kernel: int = 3,
     Returns:
         tuple: ``scores`` (B, k) sigmoid scores sorted descending, ``index`` (B, k) flat pixel index ``y * W + x``,
         ``labels`` (B, k), ``ys`` and ``xs`` (B, k) integer cells as float (as :func:`topk_heatmap`).
+
+    Raises:
+        ValueError: an even ``kernel``.
+        FloatingPointError: NaN logits (:func:`check_no_nan`).
     """
     if kernel % 2 != 1:
         raise ValueError(f'local maximum kernel must be odd, got {kernel}')
+    check_no_nan(logits, 'heatmap logits')
     batch, num_classes, height, width = logits.shape
     total = num_classes * height * width
     k = min(k, total)
