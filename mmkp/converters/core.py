@@ -42,6 +42,16 @@ Bias folds
     fills: ``missing``); done folds are listed in ``meta['folded']`` as ``'source -> target'``. With shapes instead
     of tensors (key lists) only the checks run.
 
+Reshapes
+    A :class:`Layout` may carry ``reshapes``: patterns ``re.search`` ed on the *target* key. A mapped source value
+    whose shape differs from its target's is then given the target's shape with ``value.reshape(target_shape)``
+    (the same elements in the same row-major order) when both hold the same number of elements, and refused as a
+    ``shape mismatch`` (both shapes and element counts named) otherwise; a target no pattern matches is never
+    reshaped. It is for the same parameter stored in another tensor rank, e.g. the original FCOS ``Scale`` holds a
+    ``(1,)`` tensor where mmcv's ``Scale`` holds a 0-dim one (``[1] -> []``). Reshaped targets are listed in the
+    output's ``meta['reshaped']`` as ``'target [source shape] -> [target shape]'`` (only when one was reshaped).
+    With shapes instead of tensors (key lists) the target's shape is passed on.
+
 Files
     :func:`load_source` reads the released file with ``torch.load(..., map_location='cpu', weights_only=True)`` (the
     allowlist of mmengine types is installed by ``import mmkp``) and accepts a bare ``state_dict`` or one under
@@ -53,6 +63,7 @@ Command line
     [--config CFG] [--cfg-options k=v ...]``; without ``--config`` the family's released-model config is used.
 """
 import argparse
+import math
 import os.path as osp
 import re
 from collections import OrderedDict
@@ -95,6 +106,8 @@ class Layout:
         bias_folds (Sequence[Rule]): ordered ``(pattern, running_mean target)`` rules of the convolution biases
             folded into the following BN's running mean (see the module docstring); tried before ``aliases``.
             Defaults to ().
+        reshapes (Sequence[str]): patterns of target keys whose source value may be reshaped to the target's shape
+            when the element counts are equal (see the module docstring). Defaults to ().
 
     Raises:
         re.error: a pattern does not compile.
@@ -106,10 +119,13 @@ class Layout:
     aliases: Sequence[Rule] = ()
     signature: Optional[str] = None
     bias_folds: Sequence[Rule] = ()
+    reshapes: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         for pattern, repl in list(self.rules) + list(self.aliases) + list(self.bias_folds):
             re.compile(pattern)  # re.error early, naming the pattern
+        for pattern in self.reshapes:
+            re.compile(pattern)
         if any(repl is None for _, repl in self.aliases):
             raise ValueError(f'{self.name}: aliases rename keys, they cannot drop them (replacement None)')
         if any(repl is None for _, repl in self.bias_folds):
@@ -149,6 +165,8 @@ class ConversionResult:
         filled (list[str]): optional target keys no source key filled (set to zeros).
         dropped (list[str]): source keys dropped on purpose by a ``None`` rule.
         folded (dict[str, str]): running_mean target key -> the bias source key folded into it (``bias_folds``).
+        reshaped (dict[str, tuple[Shape, Shape]]): target key -> (source shape, target shape) of the values
+            reshaped by a ``reshapes`` pattern.
     """
     state_dict: 'OrderedDict[str, Any]'
     layout: Layout
@@ -156,6 +174,7 @@ class ConversionResult:
     filled: List[str] = field(default_factory=list)
     dropped: List[str] = field(default_factory=list)
     folded: Dict[str, str] = field(default_factory=dict)
+    reshaped: Dict[str, Tuple[Shape, Shape]] = field(default_factory=dict)
 
 
 def _shape_of(value: Any) -> Shape:
@@ -233,9 +252,9 @@ class StateDictConverter:
 
         Raises:
             ConversionError: on an unmapped source key, a key mapped to a name the target lacks, two keys mapped to
-                one name, a value that is neither a tensor nor a shape, a shape mismatch or a missing target key
-                (see the module docstring), and the same for a bias fold; the message names the file, the key(s)
-                and the shapes.
+                one name, a value that is neither a tensor nor a shape, a shape mismatch (also one that a
+                ``reshapes`` pattern allows but whose element counts differ) or a missing target key (see the module
+                docstring), and the same for a bias fold; the message names the file, the key(s) and the shapes.
         """
         stripped = [k[len(MODULE_PREFIX):] if k.startswith(MODULE_PREFIX) else k for k in state_dict]
         layout = self.detect_layout(stripped, source)
@@ -284,7 +303,14 @@ class StateDictConverter:
                 got = _shape_of(value)
             except TypeError as e:
                 raise ConversionError(f'{where}: {key!r}: {e}') from None
-            if got != shape:
+            if got != shape and any(re.search(p, target) for p in layout.reshapes):
+                if math.prod(got) != math.prod(shape):
+                    raise ConversionError(f'{where}: shape mismatch: {key!r} has shape {list(got)} '
+                                          f'({math.prod(got)} elements), its target {target!r} has shape '
+                                          f'{list(shape)} ({math.prod(shape)} elements): cannot be reshaped')
+                value = value.reshape(shape) if isinstance(value, torch.Tensor) else list(shape)
+                result.reshaped[target] = (got, shape)
+            elif got != shape:
                 raise ConversionError(f'{where}: shape mismatch: {key!r} has shape {list(got)}, '
                                       f'its target {target!r} has shape {list(shape)}')
             result.state_dict[target] = value
@@ -407,7 +433,8 @@ def save_converted(result: ConversionResult, dst: str, meta: Optional[dict] = No
 
     ``meta`` holds plain types only (loadable with ``weights_only=True``): ``converter``, ``layout``, ``original``,
     ``filled``, ``dropped``, ``mmkp_version``, ``folded`` (``'source -> target'``; only when a bias was folded),
-    plus the given entries.
+    ``reshaped`` (``'target [source shape] -> [target shape]'``; only when a value was reshaped), plus the given
+    entries.
 
     Returns:
         dict: the meta written.
@@ -421,6 +448,8 @@ def save_converted(result: ConversionResult, dst: str, meta: Optional[dict] = No
         mmkp_version=__version__)
     if result.folded:
         full['folded'] = [f'{key} -> {target}' for target, key in result.folded.items()]
+    if result.reshaped:
+        full['reshaped'] = [f'{target} {list(got)} -> {list(want)}' for target, (got, want) in result.reshaped.items()]
     full.update(meta or {})
     torch.save({'state_dict': result.state_dict, 'meta': full}, dst)
     return full
@@ -438,12 +467,16 @@ class Family:
         configs (Mapping[str, str], optional): layout name -> its released-model config (relative to the repository
             root), for families whose files are different models (CenterNet ResDCN-18 / DLA-34 / Hourglass-104);
             a layout not listed uses ``default_config``. Defaults to None.
+        file_configs (Sequence[tuple[str, str]]): ``(regex, config)`` pairs tried on the lower-cased base name of
+            the file, first match wins, for families whose released models have identical keys (FCOS and FCOS
+            imprv): then the file name must name the model (:meth:`config_of_file`). Defaults to ().
     """
     name: str
     description: str
     layouts: Sequence[Layout]
     default_config: str
     configs: Optional[Mapping[str, str]] = None
+    file_configs: Sequence[Tuple[str, str]] = ()
 
     def converter(self, target_shapes: Mapping[str, Sequence[int]]) -> StateDictConverter:
         """A :class:`StateDictConverter` of this family's layouts onto ``target_shapes`` (key -> shape)."""
@@ -462,6 +495,23 @@ class Family:
         """The released-model config of ``layout`` (relative to the repository root)."""
         return (self.configs or {}).get(layout.name, self.default_config)
 
+    def config_of_file(self, src: str, keys: Sequence[str]) -> str:
+        """The released-model config of the file ``src`` (relative to the repository root): by its name when the
+        family has ``file_configs``, else by the layout of its ``keys``.
+
+        Raises:
+            ConversionError: ``file_configs`` match nothing in the name (pass a config), or no layout matches.
+        """
+        if self.file_configs:
+            name = osp.basename(src).lower()
+            for pattern, config in self.file_configs:
+                if re.search(pattern, name):
+                    return config
+            raise ConversionError(f'{src}: the released files of {self.name} have the same keys, and the file name '
+                                  f'names none of them (' + '; '.join(f'{p!r}: {c}' for p, c in self.file_configs) +
+                                  '): pass the config (--config)')
+        return self.released_config(self.layout_of(keys, src))
+
 
 def convert_file(family: Family,
                  src: str,
@@ -475,8 +525,8 @@ def convert_file(family: Family,
         family (Family): what to convert.
         src (str): the released checkpoint.
         dst (str): where to write ``{'state_dict', 'meta'}``.
-        config (str, optional): the target model's config; None: the released config of the file's layout
-            (:meth:`Family.released_config`, under ``repo_root``). The file is read once either way.
+        config (str, optional): the target model's config; None: the released config of the file
+            (:meth:`Family.config_of_file`, under ``repo_root``). The file is read once either way.
         cfg_options (dict, optional): overrides of the config. Defaults to None.
         repo_root (str): the folder the family's configs are relative to. Defaults to ``'.'``.
 
@@ -488,7 +538,7 @@ def convert_file(family: Family,
     """
     state_dict, wrapper = load_source(src)
     if config is None:
-        config = osp.join(repo_root, family.released_config(family.layout_of(list(state_dict), src)))
+        config = osp.join(repo_root, family.config_of_file(src, list(state_dict)))
     result = family.converter(target_shapes_from_config(config, cfg_options)).convert(state_dict, source=src)
     meta = save_converted(
         result, dst, dict(converter=family.name, source=osp.basename(src), source_wrapper=wrapper, config=config))
@@ -510,8 +560,13 @@ def main(family: Family, repo_root: str, argv: Optional[Sequence[str]] = None) -
 
     from mmengine.config import DictAction
     configs = sorted({family.released_config(layout) for layout in family.layouts})
-    default = osp.join(repo_root, configs[0]) if len(configs) == 1 else 'the released config of the file: ' + \
-        ', '.join(f'{layout.name}: {family.released_config(layout)}' for layout in family.layouts)
+    if family.file_configs:
+        default = 'by the file name: ' + ', '.join(f'{p!r}: {c}' for p, c in family.file_configs)
+    elif len(configs) == 1:
+        default = osp.join(repo_root, configs[0])
+    else:
+        default = 'the released config of the file: ' + ', '.join(
+            f'{layout.name}: {family.released_config(layout)}' for layout in family.layouts)
     parser = argparse.ArgumentParser(description=family.description)
     parser.add_argument('src', help='the released checkpoint')
     parser.add_argument('dst', help='output file ({"state_dict", "meta"}, for tools/test.py or load_from)')
@@ -532,4 +587,7 @@ def main(family: Family, repo_root: str, argv: Optional[Sequence[str]] = None) -
     if result.folded:
         print(f'{len(result.folded)} convolution biases folded into the running mean of the BN after them: '
               + ', '.join(f'{k} -> {t}' for t, k in result.folded.items()))
+    if result.reshaped:
+        print(f"{len(result.reshaped)} tensors reshaped to the model's shape (same elements): "
+              + _named([f'{t} {list(g)} -> {list(s)}' for t, (g, s) in result.reshaped.items()]))
     return 0

@@ -37,7 +37,7 @@ _FCOS_SMALL_MS = dict(_FCOS_SMALL, **{'train_dataloader.dataset.pipeline.2.scale
 SMOKE_OVERRIDES.update({
     f'fcos{imprv}_r{depth}-caffe_fpn_gn-head_8xb2-{schedule}_coco.py': options
     for imprv in ('', '-imprv') for depth in (50, 101)
-    for schedule, options in (('1x', _FCOS_SMALL), ('ms-640-800-2x', _FCOS_SMALL_MS))
+    for schedule, options in (('1x', _FCOS_SMALL), ('ms-640-800-2x', _FCOS_SMALL_MS), ('released-1x', _FCOS_SMALL))
 })
 
 # CornerNet / CornerNet-Squeeze paper configs (configs/cornernet, configs/cornernet_squeeze): the 511 crops -> 255
