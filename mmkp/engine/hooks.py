@@ -1,17 +1,21 @@
-"""Training hooks for long runs: stop (or skip) on a non-finite loss, never leave a checkpoint half-written.
+"""Training hooks for long runs: stop (or skip) on a non-finite loss, never leave a checkpoint half-written, resume
+with the random generators where they were.
 
-Both are mmengine hooks registered in mmkp's (mmdet's) ``HOOKS``:
+All are mmengine hooks registered in mmkp's (mmdet's) ``HOOKS``:
 
 - :class:`FiniteLossHook`: add through ``custom_hooks=[dict(type='FiniteLossHook')]``;
 - :class:`AtomicCheckpointHook`: replaces mmengine's checkpoint hook through
-  ``default_hooks=dict(checkpoint=dict(type='AtomicCheckpointHook', ...))`` (same arguments as ``CheckpointHook``).
+  ``default_hooks=dict(checkpoint=dict(type='AtomicCheckpointHook', ...))`` (same arguments as ``CheckpointHook``);
+- :class:`RandomStateHook`: add through ``custom_hooks=[dict(type='RandomStateHook')]``.
 """
 import logging
 import os
 import os.path as osp
+import random
 import shutil
 from typing import Dict, List, Optional
 
+import numpy as np
 import torch
 from mmengine.dist import all_reduce, is_main_process
 from mmengine.fileio.backends import LocalBackend
@@ -273,3 +277,65 @@ class AtomicCheckpointHook(CheckpointHook):
             super()._save_best_checkpoint(runner, metrics)
         finally:
             del runner.save_checkpoint
+
+
+@HOOKS.register_module()
+class RandomStateHook(Hook):
+    """Save the random generators' states in every checkpoint and restore them on ``--resume``, so that a run
+    interrupted after a checkpoint and resumed from it continues exactly as the uninterrupted run.
+
+    mmengine's resume restores the model, the optimizer, the schedulers and the message hub, and re-seeds only when
+    the configured seed differs from the checkpoint's; the generators themselves restart from the seed. The data
+    pipeline (mmdet's random crops, flips and photometric transforms draw from Python's ``random`` and numpy's
+    global generator in the loading process when ``num_workers=0``; workers are re-seeded by mmengine's
+    ``worker_init_fn`` from the seed alone, the same every epoch) then draws other numbers after a resume than the
+    uninterrupted run did, and the weights differ from the first resumed iteration on.
+
+    ``before_save_checkpoint`` writes ``checkpoint['meta']['rng_state']``: Python ``random.getstate()``, numpy
+    ``np.random.get_state()``, ``torch.get_rng_state()`` and, when CUDA is available, ``torch.cuda.get_rng_state_all()``
+    (all loadable with ``weights_only=True``: tuples, ints, arrays, uint8 tensors). On resume (``runner._resume``;
+    not for ``load_from``, which starts a new run) ``after_load_checkpoint`` keeps them and ``before_train``, after
+    mmengine's own re-seeding, restores them. A checkpoint without the entry (written without this hook) resumes as
+    mmengine does, with a warning.
+
+    Bit-exact continuation also needs deterministic kernels (``randomness=dict(seed=..., deterministic=True)``) and a
+    resume at a checkpoint boundary (epoch or iteration where the checkpoint was written), which ``--resume`` is.
+    """
+
+    priority = 'VERY_LOW'
+
+    def __init__(self) -> None:
+        self._pending: Optional[dict] = None
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        state = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state())
+        if torch.cuda.is_available():
+            state['cuda'] = torch.cuda.get_rng_state_all()
+        checkpoint.setdefault('meta', {})['rng_state'] = state
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        if not getattr(runner, '_resume', False):
+            return
+        state = checkpoint.get('meta', {}).get('rng_state')
+        if state is None:
+            print_log('RandomStateHook: the resumed checkpoint holds no random-generator states (written without '
+                      'this hook): the data pipeline will draw other numbers than the interrupted run',
+                      logger='current', level=logging.WARNING)
+        self._pending = state
+
+    def before_train(self, runner) -> None:
+        state, self._pending = self._pending, None
+        if state is None:
+            return
+        random.setstate(_as_python_state(state['python']))
+        np.random.set_state(state['numpy'])
+        torch.set_rng_state(state['torch'])
+        if 'cuda' in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state['cuda'])
+        print_log('RandomStateHook: random generators restored from the resumed checkpoint', logger='current')
+
+
+def _as_python_state(state) -> tuple:
+    """``random.setstate`` needs tuples; a checkpoint may hand back lists (other serialisers)."""
+    version, internal, gauss = state
+    return version, tuple(internal), gauss

@@ -5,4 +5,6 @@ _base_ = 'mmdet::_base_/default_runtime.py'
 custom_imports = dict(imports=['mmkp'], allow_failed_imports=False)
 # A training step whose loss (any term) is NaN / inf stops the run with an error naming the iteration and the term,
 # before the optimizer writes NaN weights (mmkp/engine/hooks.py; `action='skip'` skips such steps instead).
-custom_hooks = [dict(type='FiniteLossHook')]
+# RandomStateHook: the random generators' states go into every checkpoint and come back on --resume, so that a
+# resumed run continues as the uninterrupted one (tests/test_reliability/test_resume_bit_exact.py).
+custom_hooks = [dict(type='FiniteLossHook'), dict(type='RandomStateHook')]
