@@ -269,11 +269,19 @@ class CheckedCocoDataset(CocoDataset):
     """mmdet's ``CocoDataset`` with the annotation rules of :mod:`mmkp.datasets.coco` (errors naming the file,
     one counted warning, clipping; no box dropped without a word).
 
+    Images: an image the pipeline cannot load or transform (zero bytes, not an image, truncated, missing, ...)
+    stops with an error naming the image file (the original exception chained; errors that already name it pass
+    through unchanged). With ``skip_bad_images=True`` a training dataset logs the file, the error and the running
+    count of skipped images, and mmdet's ``__getitem__`` takes another image instead; a test-mode dataset never
+    skips (every val / test image is evaluated, or the run stops naming the one that is not).
+
     Args:
         checked_ann_file (str, optional): where to write the annotation file as the dataset uses it (JSON, kept and
             clipped annotations, all images and categories): point ``CocoMetric``'s ``ann_file`` at it so that the
             metric's ground truth is the dataset's. Its folder is created; the file is replaced whole (temporary
             file and rename). Defaults to None (not written).
+        skip_bad_images (bool): in training, skip (and log) images the pipeline fails on instead of stopping.
+            Defaults to False.
         **kwargs: the arguments of ``mmdet.datasets.CocoDataset``.
 
     Attributes:
@@ -284,10 +292,37 @@ class CheckedCocoDataset(CocoDataset):
         RuntimeError: mmdet's parsing left out a box the rules kept (a rule mismatch; should not happen).
     """
 
-    def __init__(self, *args, checked_ann_file: Optional[str] = None, **kwargs):
+    def __init__(self, *args, checked_ann_file: Optional[str] = None, skip_bad_images: bool = False, **kwargs):
         self.checked_ann_file = checked_ann_file
+        self.skip_bad_images = bool(skip_bad_images)
+        self.skipped_images: List[str] = []
         self.annotation_report: Optional[Dict[str, object]] = None
         super().__init__(*args, **kwargs)
+
+    def prepare_data(self, idx: int):
+        """The pipeline's output for image ``idx``; a failure names the image (see the class docstring).
+
+        Returns:
+            dict or None: the sample; None for a skipped image (training with ``skip_bad_images``), which makes
+            mmdet's ``__getitem__`` take another one.
+
+        Raises:
+            RuntimeError: ``<img_path>: the data pipeline failed on this image: <type>: <message>`` (or the original
+                exception when its message already names the file).
+        """
+        try:
+            return super().prepare_data(idx)
+        except Exception as e:
+            path = str(self.get_data_info(idx).get('img_path', f'<image index {idx}>'))
+            if self.skip_bad_images and not self.test_mode:
+                self.skipped_images.append(path)
+                print_log(f'{type(self).__name__}: skipped {path} ({type(e).__name__}: {e}); '
+                          f'{len(self.skipped_images)} image(s) skipped so far in this process',
+                          logger='current', level=logging.WARNING)
+                return None
+            if path in str(e):
+                raise
+            raise RuntimeError(f'{path}: the data pipeline failed on this image: {type(e).__name__}: {e}') from e
 
     def load_data_list(self) -> List[dict]:
         built = []
