@@ -117,6 +117,12 @@ SMOKE_OVERRIDES['centernet-triplet_hourglass-d3w32_1xb8-crop159-quick_bccd.py'] 
     _TRIPLET_UNTRAINED, **{'model.test_cfg.decoder.topk': 100, 'randomness.seed': 0})
 
 
+# Fine-tuning recipes (configs/*/..._finetune_custom.py): no converted COCO checkpoint here (tests/e2e/test_finetune.py
+# loads a synthetic one), so load_from is dropped; the CornerNet one gets the CornerNet reductions.
+SMOKE_OVERRIDES['centernet_r18-dcnv2_finetune_custom.py'] = {'load_from': None}
+SMOKE_OVERRIDES['cornernet_hourglass104_finetune_custom.py'] = dict(_CORNER_SMALL, **_CORNER_PAIRS, load_from=None)
+
+
 def _strip_pretrained(node):
     """Remove ``init_cfg=dict(type='Pretrained', ...)`` everywhere: no weight downloads here."""
     if isinstance(node, dict):
