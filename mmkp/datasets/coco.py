@@ -42,6 +42,7 @@ before its evaluator, so the file exists when the metric reads it.
 """
 import json
 import logging
+import multiprocessing
 import os
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -251,6 +252,34 @@ def format_annotation_report(report: Dict[str, object], name: str) -> Optional[s
             f'first: {shown}' + (f'; and {more} more' if more > 0 else ''))
 
 
+def exif_orientation(path: str) -> Optional[int]:
+    """The EXIF orientation tag (0x0112, 1-8) of a local image file; None when it has none or cannot be read."""
+    try:
+        from PIL import Image
+        with Image.open(path) as im:
+            value = im.getexif().get(0x0112)
+    except Exception:  # a message helper: an unreadable file has no orientation to report
+        return None
+    return int(value) if value is not None else None
+
+
+def _size_mismatch_message(info: dict, shape: Tuple[int, int], name: str) -> str:
+    """The error of :meth:`CheckedCocoDataset._check_size` for one image (``shape``: decoded height, width)."""
+    path = str(info.get('img_path'))
+    size = (info['height'], info['width'])
+    orient = exif_orientation(path)
+    msg = (f'{path}: the image decodes to height x width {shape[0]} x {shape[1]} but {name} gives '
+           f'{size[0]} x {size[1]} for image id {info.get("img_id")}; its boxes would not match the pixels')
+    if orient is not None and orient >= 5 and shape == size[::-1]:
+        msg += (f'. The file has EXIF orientation {orient} (a 90-degree turn), which the loader applies '
+                "(mmcv's color_type='color'): the annotation file gives the stored frame. If its boxes are in the "
+                "stored frame, set color_type='color_ignore_orientation' in LoadImageFromFile; if they are in "
+                'the displayed frame, fix width / height in the annotation file')
+    elif orient is not None and orient != 1:
+        msg += f' (EXIF orientation {orient})'
+    return msg
+
+
 class _CheckedCOCO(COCO):
     """mmdet's COCO API over the file as :func:`check_coco_annotations` leaves it."""
 
@@ -273,7 +302,20 @@ class CheckedCocoDataset(CocoDataset):
     stops with an error naming the image file (the original exception chained; errors that already name it pass
     through unchanged). With ``skip_bad_images=True`` a training dataset logs the file, the error and the running
     count of skipped images, and mmdet's ``__getitem__`` takes another image instead; a test-mode dataset never
-    skips (every val / test image is evaluated, or the run stops naming the one that is not).
+    skips (every val / test image is evaluated, or the run stops naming the one that is not). The skips are also
+    counted across the dataloader workers (a shared counter): :meth:`report_skipped_images` logs and resets the
+    count of an epoch.
+
+    Image size: the image as decoded (``ori_shape`` of the packed sample, height x width, set by the loading
+    transform) must be the ``height`` x ``width`` of the annotation file, else ``ValueError`` naming the file, the
+    image id, both sizes and the EXIF orientation (never skipped). mmcv's ``LoadImageFromFile`` (``color_type=
+    'color'``, OpenCV) applies the EXIF orientation tag, so mmkp's convention is that a COCO file's sizes and boxes
+    are in that EXIF-applied frame (the frame image viewers show). A portrait photo stored as a landscape bitmap
+    with orientation 5-8, annotated in the stored frame, has its sizes swapped and stops here instead of training
+    on boxes that no longer match the pixels; set ``color_type='color_ignore_orientation'`` in ``LoadImageFromFile``
+    if the file's boxes are in the stored frame. Orientations 2-4 (flips, 180 degrees) keep the size and cannot be
+    detected: the convention is trusted. Samples without ``ori_shape`` (a custom ``PackDetInputs.meta_keys``) are
+    not checked.
 
     Args:
         checked_ann_file (str, optional): where to write the annotation file as the dataset uses it (JSON, kept and
@@ -290,14 +332,56 @@ class CheckedCocoDataset(CocoDataset):
     Raises:
         FileNotFoundError, ValueError: see :func:`read_coco_json` and :func:`check_coco_annotations`.
         RuntimeError: mmdet's parsing left out a box the rules kept (a rule mismatch; should not happen).
+        ValueError: (``dataset[i]``) the decoded image size is not the annotation file's (see above).
     """
 
     def __init__(self, *args, checked_ann_file: Optional[str] = None, skip_bad_images: bool = False, **kwargs):
         self.checked_ann_file = checked_ann_file
         self.skip_bad_images = bool(skip_bad_images)
         self.skipped_images: List[str] = []
+        # shared with the dataloader workers (inherited at their start): skips of the current epoch, of the run
+        self._skip_counts = multiprocessing.Array('q', 2) if self.skip_bad_images else None
         self.annotation_report: Optional[Dict[str, object]] = None
         super().__init__(*args, **kwargs)
+
+    def report_skipped_images(self, epoch: Optional[int] = None, reset: bool = True) -> Tuple[int, int]:
+        """Log (a warning, when any) and return the number of images skipped since the last reset by this dataset
+        and all its dataloader workers, and in total; then reset the first count. Call it at the end of each training
+        epoch (a hook's ``after_train_epoch``; in the main process).
+
+        Args:
+            epoch (int, optional): the epoch number for the message. Defaults to None.
+            reset (bool): set the epoch's count back to 0. Defaults to True.
+
+        Returns:
+            tuple[int, int]: (skipped since the last reset, skipped in total); (0, 0) without ``skip_bad_images``.
+        """
+        if self._skip_counts is None:
+            return 0, 0
+        with self._skip_counts.get_lock():
+            now, total = int(self._skip_counts[0]), int(self._skip_counts[1])
+            if reset:
+                self._skip_counts[0] = 0
+        if now:
+            when = f'in epoch {epoch}' if epoch is not None else 'since the last report'
+            print_log(f'{type(self).__name__}: {self.ann_file}: {now} unreadable image(s) skipped {when} '
+                      f'(all dataloader workers; {total} in total)', logger='current', level=logging.WARNING)
+        return now, total
+
+    def _check_size(self, idx: int, data: dict) -> None:
+        """Raise ``ValueError`` when the decoded image size differs from the annotation file's (class docstring)."""
+        samples = data.get('data_samples') if isinstance(data, dict) else None
+        samples = samples if isinstance(samples, (list, tuple)) else [samples]
+        info = None
+        for sample in samples:
+            shape = getattr(sample, 'metainfo', {}).get('ori_shape')
+            if shape is None:
+                continue
+            info = info or self.get_data_info(idx)
+            if 'height' not in info or 'width' not in info:
+                return
+            if tuple(shape[:2]) != (info['height'], info['width']):
+                raise ValueError(_size_mismatch_message(info, tuple(shape[:2]), str(self.ann_file)))
 
     def prepare_data(self, idx: int):
         """The pipeline's output for image ``idx``; a failure names the image (see the class docstring).
@@ -309,13 +393,18 @@ class CheckedCocoDataset(CocoDataset):
         Raises:
             RuntimeError: ``<img_path>: the data pipeline failed on this image: <type>: <message>`` (or the original
                 exception when its message already names the file).
+            ValueError: the decoded image is not ``height`` x ``width`` of the annotation file (named, with the EXIF
+                orientation; see the class docstring).
         """
         try:
-            return super().prepare_data(idx)
+            data = super().prepare_data(idx)
         except Exception as e:
             path = str(self.get_data_info(idx).get('img_path', f'<image index {idx}>'))
             if self.skip_bad_images and not self.test_mode:
                 self.skipped_images.append(path)
+                with self._skip_counts.get_lock():
+                    self._skip_counts[0] += 1
+                    self._skip_counts[1] += 1
                 print_log(f'{type(self).__name__}: skipped {path} ({type(e).__name__}: {e}); '
                           f'{len(self.skipped_images)} image(s) skipped so far in this process',
                           logger='current', level=logging.WARNING)
@@ -323,6 +412,9 @@ class CheckedCocoDataset(CocoDataset):
             if path in str(e):
                 raise
             raise RuntimeError(f'{path}: the data pipeline failed on this image: {type(e).__name__}: {e}') from e
+        if data is not None:
+            self._check_size(idx, data)
+        return data
 
     def load_data_list(self) -> List[dict]:
         built = []
@@ -358,4 +450,4 @@ class CheckedCocoDataset(CocoDataset):
 
 
 __all__ = ['CheckedCocoDataset', 'check_coco_annotations', 'read_coco_json', 'format_annotation_report',
-           'IGNORE_RULES', 'REQUIRED_KEYS']
+           'exif_orientation', 'IGNORE_RULES', 'REQUIRED_KEYS']

@@ -339,3 +339,33 @@ def _as_python_state(state) -> tuple:
     """``random.setstate`` needs tuples; a checkpoint may hand back lists (other serialisers)."""
     version, internal, gauss = state
     return version, tuple(internal), gauss
+
+
+@HOOKS.register_module()
+class SkippedImagesHook(Hook):
+    """Log, at the end of every training epoch, how many unreadable images ``skip_bad_images`` skipped in it.
+
+    Calls :meth:`mmkp.datasets.CheckedCocoDataset.report_skipped_images` of the training dataset (through dataset
+    wrappers: ``dataset`` / ``datasets`` attributes), whose count is shared by the dataloader workers: one warning
+    ``<ann_file>: N unreadable image(s) skipped in epoch E (all dataloader workers; T in total)`` when N > 0, nothing
+    otherwise. Datasets of other types, or without ``skip_bad_images``, are left alone. On in mmkp's runtime
+    (``configs/_base_/runtime/default_runtime.py``).
+    """
+
+    priority = 'LOW'
+
+    @staticmethod
+    def _datasets(dataset) -> List[object]:
+        found, todo = [], [dataset]
+        while todo:
+            ds = todo.pop()
+            if hasattr(ds, 'report_skipped_images'):
+                found.append(ds)
+            if getattr(ds, 'dataset', None) is not None:
+                todo.append(ds.dataset)
+            todo.extend(getattr(ds, 'datasets', None) or [])
+        return found
+
+    def after_train_epoch(self, runner) -> None:
+        for ds in self._datasets(runner.train_dataloader.dataset):
+            ds.report_skipped_images(epoch=runner.epoch)

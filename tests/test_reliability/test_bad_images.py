@@ -81,3 +81,29 @@ def test_test_mode_never_skips(folder):
     ds = build(folder, skip_bad_images=True, test_mode=True)
     with pytest.raises(Exception, match='empty.jpg'):
         ds[1]
+
+
+def test_skipped_images_hook_logs_the_epoch_count_through_wrappers(folder):
+    from types import SimpleNamespace
+
+    from mmkp.engine import SkippedImagesHook
+    ds = build(folder, skip_bad_images=True)
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        for i in range(1, len(BAD) + 1):
+            ds[i]
+        skipped = len(ds.skipped_images)  # >= len(BAD): a refetch may hit another bad image first
+        wrapper = SimpleNamespace(dataset=SimpleNamespace(datasets=[ds]))  # e.g. RepeatDataset(ConcatDataset)
+        runner = SimpleNamespace(train_dataloader=SimpleNamespace(dataset=wrapper), epoch=3)
+        SkippedImagesHook().after_train_epoch(runner)
+        SkippedImagesHook().after_train_epoch(runner)  # the count was reset: no second message
+    finally:
+        logger.removeHandler(handler)
+    messages = [r.getMessage() for r in records if 'unreadable image(s) skipped in epoch' in r.getMessage()]
+    assert messages == [f'CheckedCocoDataset: {ds.ann_file}: {skipped} unreadable image(s) skipped in epoch 3 '
+                        f'(all dataloader workers; {skipped} in total)'], messages
+    assert ds.report_skipped_images() == (0, skipped)

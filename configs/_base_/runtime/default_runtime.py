@@ -7,4 +7,4 @@ custom_imports = dict(imports=['mmkp'], allow_failed_imports=False)
 # before the optimizer writes NaN weights (mmkp/engine/hooks.py; `action='skip'` skips such steps instead).
 # RandomStateHook: the random generators' states go into every checkpoint and come back on --resume, so that a
 # resumed run continues as the uninterrupted one (tests/test_reliability/test_resume_bit_exact.py).
-custom_hooks = [dict(type='FiniteLossHook'), dict(type='RandomStateHook')]
+custom_hooks = [dict(type='FiniteLossHook'), dict(type='RandomStateHook'), dict(type='SkippedImagesHook')]
