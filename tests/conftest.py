@@ -61,3 +61,22 @@ def run_tool(args, cwd=REPO, timeout=900, env=None):
         pytest.fail(f'command failed ({proc.returncode}): {" ".join(map(str, args))}\n'
                     f'--- stdout ---\n{proc.stdout[-6000:]}\n--- stderr ---\n{proc.stderr[-6000:]}')
     return proc
+
+
+@pytest.fixture(autouse=True)
+def _drop_checkpoints_after_the_test(request):
+    """Delete the checkpoints (``*.pth``) a test wrote under its ``tmp_path`` once the test is over.
+
+    The every-config, converter, fine-tuning and resume tests write checkpoints of up to 2.4 GB each (40 GB over
+    the suite; a CI machine ran out of disk on them). The directories themselves stay: mmengine's visualizer is a
+    process-wide instance (mmdet's runtime names it ``'visualizer'``) that keeps writing into the ``vis_data``
+    folder of the first runner's work_dir, so deleting whole ``tmp_path`` folders (pytest's
+    ``tmp_path_retention_policy = failed``) breaks every later runner of the session.
+    """
+    root = request.getfixturevalue('tmp_path') if 'tmp_path' in request.fixturenames else None
+    yield
+    if root is None:
+        return
+    for path in root.rglob('*.pth'):
+        if path.is_file():
+            path.unlink()
