@@ -2,7 +2,6 @@
 from typing import List, Optional, Sequence, Tuple
 
 import torch
-from mmcv.ops import batched_nms
 from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
 from mmdet.utils import ConfigType, InstanceList, OptConfigType, OptInstanceList, OptMultiConfig
 from mmengine.config import ConfigDict
@@ -11,6 +10,7 @@ from torch import Tensor, nn
 
 from mmkp.registry import MODELS, TASK_UTILS
 from ..utils.heatmap import gather_feat
+from ..utils.soft_nms_merge import batched_nms_any_dtype
 from .keypoint_head import KeypointHeadMixin
 
 #: Targets of xingyizhou/CenterNet (``datasets/sample/ctdet.py``): original radius formula, IoU 0.7, sigma = d / 6,
@@ -242,9 +242,9 @@ class CenterHeatmapHead(KeypointHeadMixin, BaseDenseHead):
             results = results[results.scores > score_thr]
         nms_cfg = cfg.get('nms', None)
         if with_nms and nms_cfg is not None and len(results) > 0:
-            dets, keep = batched_nms(results.bboxes, results.scores, results.labels, nms_cfg)
+            scores, keep = batched_nms_any_dtype(results.bboxes, results.scores, results.labels, nms_cfg)
             results = results[keep]
-            results.scores = dets[:, -1]
+            results.scores = scores
         max_per_img = cfg.get('max_per_img', 100)
         if len(results) > max_per_img:
             order = torch.argsort(results.scores, descending=True)[:max_per_img]

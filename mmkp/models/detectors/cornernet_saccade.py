@@ -209,7 +209,7 @@ class CornerNetSaccade(SingleStageDetector):
             sel = (image_inds == i).nonzero(as_tuple=True)[0]
             if len(sel):
                 c, t = saccade_crop(image - black, centers[sel], zooms[sel], size)
-                crops[sel], transforms[sel] = c + black, t
+                crops[sel], transforms[sel] = c + black, t.to(transforms.dtype)  # t: float32 for any image dtype
         return crops, transforms
 
     def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList, rescale: bool = True) -> SampleList:

@@ -8,6 +8,6 @@ __all__ = [
     'boxes_to_original', 'cells_to_original', 'feat_to_input_ratio', 'gather_feat', 'local_maximum',
     'split_detections', 'to_xy_ratio', 'topk_heatmap', 'topk_peaks'
 ]
-from .soft_nms_merge import corner_nms, soft_nms_merge  # noqa: E402
+from .soft_nms_merge import batched_nms_any_dtype, corner_nms, soft_nms_merge  # noqa: E402
 
-__all__ += ['corner_nms', 'soft_nms_merge']
+__all__ += ['batched_nms_any_dtype', 'corner_nms', 'soft_nms_merge']

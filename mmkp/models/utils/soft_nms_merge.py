@@ -14,6 +14,27 @@ from torch import Tensor
 SOFT_NMS_METHODS = ('naive', 'linear', 'gaussian')
 
 
+def batched_nms_any_dtype(bboxes: Tensor, scores: Tensor, labels: Tensor, nms_cfg: dict) -> Tuple[Tensor, Tensor]:
+    """mmcv's class-aware ``batched_nms`` for boxes and scores of any floating dtype.
+
+    mmcv's compiled ``soft_nms`` (and its ``nms`` on some builds) accepts float32 only: maps decoded in float16
+    (mixed-precision inference) or float64 stop there with ``expected scalar type Float``. The boxes and scores are
+    handed to mmcv as float32 copies; what comes back is in the inputs' dtype.
+
+    Args:
+        bboxes (Tensor): (N, 4) boxes, any floating dtype.
+        scores (Tensor): (N, ) scores, same dtype as ``bboxes``.
+        labels (Tensor): (N, ) class indices.
+        nms_cfg (dict): mmcv ``batched_nms`` config (``type`` ``nms`` / ``soft_nms``, ``iou_threshold``, ...).
+
+    Returns:
+        tuple[Tensor, Tensor]: ``scores`` (K, ) of the kept boxes after (soft-)NMS, in ``scores``' dtype, and
+        ``keep`` (K, ) their indices into the inputs, best first.
+    """
+    dets, keep = batched_nms(bboxes.float(), scores.float(), labels, copy.deepcopy(dict(nms_cfg)))
+    return dets[:, -1].to(scores.dtype), keep
+
+
 def _pairwise_iou(rows: Tensor, cols: Tensor, offset: int) -> Tensor:
     """IoU of (R, 4) against (N, 4) boxes with mmcv's ``offset`` convention (area = (w + offset) (h + offset))."""
     area_r = (rows[:, 2] - rows[:, 0] + offset) * (rows[:, 3] - rows[:, 1] + offset)
@@ -99,8 +120,7 @@ def soft_nms_merge(bboxes: Tensor,
         return bboxes.new_zeros((0, 4)), scores.new_zeros((0, )), labels.new_zeros((0, ), dtype=torch.long)
     nms_cfg = dict(
         type='soft_nms', iou_threshold=iou_threshold, sigma=sigma, min_score=min_score, method=method, offset=offset)
-    dets, keep = batched_nms(bboxes, scores, labels, nms_cfg)
-    kept_scores = dets[:, -1]
+    kept_scores, keep = batched_nms_any_dtype(bboxes, scores, labels, nms_cfg)
     # the coordinates mmcv saw (class offsets of batched_nms), so that the weights are the ones it applied
     boxes = bboxes.float()
     shifted = boxes + (labels.to(boxes) * (boxes.max() + 1))[:, None]
@@ -174,8 +194,8 @@ def corner_nms(results: InstanceData, nms_cfg: Optional[dict], max_per_img: int 
             bboxes, scores, keep = soft_nms_merge(results.bboxes, results.scores, results.labels, results.tl_scores,
                                                   results.br_scores, **cfg)
         else:
-            dets, keep = batched_nms(results.bboxes, results.scores, results.labels, cfg)
-            bboxes, scores = results.bboxes[keep], dets[:, -1]
+            scores, keep = batched_nms_any_dtype(results.bboxes, results.scores, results.labels, cfg)
+            bboxes = results.bboxes[keep]
         out = InstanceData(bboxes=bboxes, scores=scores, labels=results.labels[keep])
     else:
         order = torch.argsort(out.scores, descending=True)
