@@ -1,6 +1,6 @@
 # mmkp: set-up, tests and the quick-start. Every target builds what it needs on a fresh machine and reuses it after.
 #
-#   make quickstart   train CenterNet-R18 on BCCD, evaluate on BCCD val, draw the detections
+#   make quickstart   train CenterNet-DLA-34 on BCCD, evaluate on BCCD val, draw the detections
 #   make test         the test suite (what CI runs)
 #   make lint         ruff (pycodestyle + pyflakes, 120 columns; settings in pyproject.toml), also run by CI
 #

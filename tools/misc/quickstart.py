@@ -1,4 +1,4 @@
-"""The quick-start (``make quickstart``): train CenterNet-R18 on BCCD, evaluate on BCCD val, draw the detections.
+"""The quick-start (``make quickstart``): train CenterNet-DLA-34 on BCCD, evaluate on BCCD val, draw the detections.
 
     python tools/misc/quickstart.py [--config CONFIG] [--work-dir DIR] [--cfg-options k=v ...]
 
@@ -21,13 +21,13 @@ from mmengine.runner import Runner  # noqa: E402
 
 from mmkp.utils import get_data_root  # noqa: E402
 
-DEFAULT_CONFIG = 'configs/centernet/centernet_r18_1xb8-quick_bccd.py'
+DEFAULT_CONFIG = 'configs/centernet/centernet_dla34_1xb8-quick_bccd.py'
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--config', default=DEFAULT_CONFIG, help='quick config to train')
-    parser.add_argument('--work-dir', default='work_dirs/quickstart_centernet_r18_bccd', help='output folder')
+    parser.add_argument('--work-dir', default='work_dirs/quickstart_centernet_dla34_bccd', help='output folder')
     parser.add_argument('--score-thr', type=float, default=0.3, help='score threshold of the drawn boxes')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings')
     return parser.parse_args(argv)
