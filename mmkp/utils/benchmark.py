@@ -7,6 +7,7 @@ medians; ``speedup = baseline_s / mmkp_s``).
 import json
 import statistics
 import time
+from collections import defaultdict
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
@@ -44,6 +45,65 @@ def median_time(fn: Callable[[], object], repeats: int = 10, warmup: int = 2, de
         times.append(elapsed)
         total += elapsed
     return statistics.median(times)
+
+
+class PartTimer:
+    """Accumulates the wall time of wrapped methods per part (network, decoding, ...) of a whole prediction.
+
+    A timed call made inside another timed call is not counted twice (the outer part gets the time). Used by
+    ``tools/analysis_tools/benchmark.py`` (one detector's phases) and ``benchmark_saccade.py`` (the parts of the
+    saccade test).
+
+    Args:
+        device (str): ``'cuda...'`` synchronises before and after every timed call, so that a part's time holds its
+            kernels.
+
+    Attributes:
+        seconds (dict[str, float]): seconds per part since the last :meth:`reset` (0 for a part never called).
+        calls (dict[str, int]): calls per part (or what the ``count`` of :meth:`wrap` adds).
+    """
+
+    def __init__(self, device: str) -> None:
+        self.device = str(device)
+        self.seconds: Dict[str, float] = defaultdict(float)
+        self.calls: Dict[str, int] = defaultdict(int)
+        self._depth = 0
+
+    def sync(self) -> None:
+        """Wait for the device's queued work (CUDA only)."""
+        _sync(self.device)
+
+    def wrap(self, obj, name: str, part: str, count: Optional[Callable] = None) -> None:
+        """Replace the method ``obj.name`` (on the instance) by a version timed into ``part``.
+
+        Args:
+            obj: the object whose attribute is replaced.
+            name (str): the method's name.
+            part (str): where its time goes.
+            count (callable, optional): ``count(args)`` is added to ``calls[part]`` per call. Defaults to 1.
+        """
+        fn = getattr(obj, name)
+
+        def timed(*args, **kwargs):
+            if self._depth:
+                return fn(*args, **kwargs)
+            self._depth += 1
+            self.sync()
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.sync()
+                self.seconds[part] += time.perf_counter() - start
+                self.calls[part] += count(args) if count else 1
+                self._depth -= 1
+
+        setattr(obj, name, timed)
+
+    def reset(self) -> None:
+        """Forget the times and counts."""
+        self.seconds.clear()
+        self.calls.clear()
 
 
 def make_record(name: str, shape: str, mmkp_s: float, baseline_s: float) -> Dict[str, object]:

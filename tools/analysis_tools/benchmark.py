@@ -45,7 +45,7 @@ REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)  # run from a checkout without install
 
-from mmkp.utils.benchmark import write_json  # noqa: E402
+from mmkp.utils.benchmark import PartTimer, write_json  # noqa: E402
 
 SPLIT_PHASES = ('preprocess', 'network', 'decoding', 'postprocess')
 WHOLE_PHASES = ('preprocess', 'predict')
@@ -69,45 +69,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-class PhaseTimer:
-    """Accumulates the wall time of wrapped methods per phase; a timed call inside another is not counted twice.
-
-    Args:
-        device (str): ``'cuda...'`` synchronises before and after every timed call.
-    """
-
-    def __init__(self, device: str) -> None:
-        self.device = device
-        self.seconds: Dict[str, float] = {}
-        self._depth = 0
-
-    def sync(self) -> None:
-        if self.device.startswith('cuda'):
-            torch.cuda.synchronize()
-
-    def wrap(self, obj, name: str, phase: str) -> None:
-        """Replace the method ``obj.name`` (on the instance) by a version timed into ``phase``."""
-        fn = getattr(obj, name)
-
-        def timed(*args, **kwargs):
-            if self._depth:
-                return fn(*args, **kwargs)
-            self._depth += 1
-            self.sync()
-            start = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.sync()
-                self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
-                self._depth -= 1
-
-        setattr(obj, name, timed)
-
-    def reset(self) -> None:
-        self.seconds.clear()
-
-
 def has_split(model) -> bool:
     """True when ``model.predict`` is mmdet's ``SingleStageDetector.predict`` (features -> head predict -> samples)
     or CornerNet-Saccade without its saccade test (which falls back to it)."""
@@ -117,7 +78,7 @@ def has_split(model) -> bool:
     return getattr(model, 'saccade_cfg', 'absent') is None
 
 
-def instrument(model, timer: PhaseTimer) -> None:
+def instrument(model, timer: PartTimer) -> None:
     """Time the network (features and head forward) and the decoding (``predict_by_feat``) of ``model``."""
     head = model.bbox_head
     timer.wrap(model, 'extract_feat', 'network')
@@ -189,7 +150,7 @@ def time_images(model, dataset, num: int, warmup: int, device: str) -> List[Dict
     """
     from mmengine.dataset import pseudo_collate
     split = has_split(model)
-    timer = PhaseTimer(device)
+    timer = PartTimer(device)
     if split:
         instrument(model, timer)
     rows = []

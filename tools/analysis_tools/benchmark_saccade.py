@@ -45,14 +45,15 @@ import os
 import os.path as osp
 import sys
 import time
-from collections import defaultdict
-from typing import Callable, Dict, List, Optional
+from typing import List, Optional
 
 import torch
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)  # run from a checkout without install
+
+from mmkp.utils.benchmark import PartTimer  # noqa: E402
 
 SACCADE_CONFIG = 'configs/cornernet_saccade/cornernet-saccade_hourglass54_4xb12-500k_coco.py'
 CORNERNET_CONFIG = 'configs/cornernet/cornernet_hourglass104_10xb5-500k_coco.py'
@@ -69,45 +70,6 @@ def parse_args(argv=None):
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch default)')
     parser.add_argument('--json', default=None, help='write the records as JSON to this path')
     return parser.parse_args(argv)
-
-
-class PartTimer:
-    """Accumulates the wall time of wrapped callables per part (synchronising CUDA around each call)."""
-
-    def __init__(self, device: str) -> None:
-        self.device = device
-        self.seconds: Dict[str, float] = defaultdict(float)
-        self.calls: Dict[str, int] = defaultdict(int)
-        self._depth = 0
-
-    def sync(self) -> None:
-        if self.device.startswith('cuda'):
-            torch.cuda.synchronize()
-
-    def wrap(self, obj, name: str, part: str, count: Optional[Callable] = None) -> None:
-        """Replace ``obj.name`` by a timed version counted in ``part`` (nested timed calls are not counted twice);
-        ``count(args)`` adds to ``calls[part]`` (default 1 per call)."""
-        fn = getattr(obj, name)
-
-        def timed(*args, **kwargs):
-            if self._depth:
-                return fn(*args, **kwargs)
-            self._depth += 1
-            self.sync()
-            start = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.sync()
-                self.seconds[part] += time.perf_counter() - start
-                self.calls[part] += count(args) if count else 1
-                self._depth -= 1
-
-        setattr(obj, name, timed)
-
-    def reset(self) -> None:
-        self.seconds.clear()
-        self.calls.clear()
 
 
 def load_images(num: int, device: str) -> List[torch.Tensor]:
