@@ -129,31 +129,15 @@ class ONNXPostProcessor:
         return [self.head.nms_detections(r) for r in results]
 
     def _fcos(self, out: Dict[str, Tensor], metas: List[dict], rescale: bool) -> List[InstanceData]:
-        """The end of :meth:`FCOSPointHead.predict_by_feat`: clip to ``img_shape``, scores, mmdet's post-process."""
+        """The end of :meth:`FCOSPointHead.predict_by_feat` (:meth:`FCOSPointHead.candidates_to_results`)."""
         cfg = self.head.test_cfg
         for i, meta in enumerate(metas):
             if meta.get('img_shape') is None:
                 raise ValueError(f'batch_img_metas[{i}] has no img_shape (boxes are clipped to it)')
             if rescale and meta.get('scale_factor') is None:
                 raise ValueError(f'rescale=True needs scale_factor in batch_img_metas[{i}]')
-        bboxes = out['cand_bboxes']
-        img_hw = bboxes.new_tensor([meta['img_shape'][:2] for meta in metas])  # (B, 2) as (h, w)
-        bboxes = torch.minimum(bboxes.clamp(min=0), img_hw.flip(-1).repeat(1, 2)[:, None, :])
-        valid = out['cand_valid'].bool()
-        cls_prob, ctr_prob, labels = out['cand_cls_scores'], out['cand_centerness'], out['cand_labels']
-        sqrt_scores = (cls_prob * ctr_prob).sqrt() if cfg.score_mode == 'sqrt' else None
-        results_list = []
-        for i, meta in enumerate(metas):  # per image: mmdet's post-process takes one image
-            sel = valid[i]
-            results = InstanceData(bboxes=bboxes[i][sel], labels=labels[i][sel])
-            if sqrt_scores is not None:
-                results.scores = sqrt_scores[i][sel]
-            else:
-                results.scores = cls_prob[i][sel]
-                results.score_factors = ctr_prob[i][sel]
-            results_list.append(
-                self.head._bbox_post_process(results, cfg, rescale=rescale, with_nms=True, img_meta=meta))
-        return results_list
+        return self.head.candidates_to_results(out['cand_bboxes'], out['cand_valid'], out['cand_cls_scores'],
+                                               out['cand_centerness'], out['cand_labels'], metas, cfg, rescale)
 
 
 def postprocess(config: Any,

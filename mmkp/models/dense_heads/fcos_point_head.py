@@ -417,14 +417,39 @@ class FCOSPointHead(AnchorFreeHead):
         cls_prob, ctr_prob = torch.cat(keep_cls, dim=1), torch.cat(keep_ctr, dim=1)
         labels = torch.cat(keep_labels, dim=1)
         bboxes = distance2bbox(torch.cat(keep_points, dim=1), torch.cat(keep_dist, dim=1))  # (B, K, 4)
+        return self.candidates_to_results(bboxes, valid, cls_prob, ctr_prob, labels, batch_img_metas, cfg, rescale,
+                                          with_nms)
+
+    def candidates_to_results(self, bboxes: Tensor, valid: Tensor, cls_prob: Tensor, ctr_prob: Tensor, labels: Tensor,
+                              batch_img_metas: List[dict], cfg: ConfigDict, rescale: bool,
+                              with_nms: bool = True) -> InstanceList:
+        """The end of :meth:`predict_by_feat` (also run by the ONNX post-processor on the exported candidates):
+        boxes clipped to ``img_shape``, the score of ``cfg.score_mode``, then mmdet's per-image post-process
+        (score threshold, NMS, ``max_per_img``, rescale).
+
+        Args:
+            bboxes (Tensor): (B, K, 4) candidate boxes, x1 y1 x2 y2 in input pixels.
+            valid (Tensor): (B, K) bool, the candidates above the score threshold.
+            cls_prob (Tensor): (B, K) classification probabilities.
+            ctr_prob (Tensor): (B, K) center-ness probabilities.
+            labels (Tensor): (B, K) class indices.
+            batch_img_metas (list[dict]): per image ``img_shape`` (and ``scale_factor`` for ``rescale``).
+            cfg (ConfigDict): the test config (``score_mode``, ``nms``, ``max_per_img``...).
+            rescale (bool): map the boxes back to original-image pixels.
+            with_nms (bool): run NMS. Defaults to True.
+
+        Returns:
+            list[InstanceData]: per image ``bboxes``, ``scores``, ``labels``.
+        """
         img_hw = bboxes.new_tensor([meta['img_shape'][:2] for meta in batch_img_metas])  # (B, 2) as (h, w)
         max_xy = img_hw.flip(-1).repeat(1, 2)[:, None, :]  # (B, 1, 4) as (w, h, w, h)
         bboxes = torch.minimum(bboxes.clamp(min=0), max_xy)
+        valid = valid.bool()
         # 'sqrt': the original's score, made here; 'product': mmdet's, made by _bbox_post_process from score_factors
         sqrt_scores = (cls_prob * ctr_prob).sqrt() if cfg.score_mode == 'sqrt' else None
 
         results_list = []
-        for img_id, meta in enumerate(batch_img_metas):
+        for img_id, meta in enumerate(batch_img_metas):  # per image: mmdet's post-process takes one image
             sel = valid[img_id]
             results = InstanceData(bboxes=bboxes[img_id][sel], labels=labels[img_id][sel])
             if sqrt_scores is not None:
