@@ -33,6 +33,6 @@ from .utils.checkpoint import register_checkpoint_safe_globals  # noqa: E402
 
 register_checkpoint_safe_globals()
 
-from . import datasets, engine, models, ops  # noqa: E402,F401
+from . import datasets, engine, evaluation, models, ops  # noqa: E402,F401
 
 __all__ = ['__version__', 'version_info']

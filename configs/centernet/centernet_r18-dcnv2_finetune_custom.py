@@ -43,7 +43,7 @@ val_dataloader = dict(
         ann_file='annotations/instances_val.json',
         data_prefix=dict(img='images/')))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='CocoMetric', metric='bbox', ann_file=data_root + 'annotations/instances_val.json')
+val_evaluator = dict(type='CheckedCocoMetric', metric='bbox', ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
 # Short schedule: backbone, neck and regression branches start from COCO, only the heatmap output starts afresh, so

@@ -1,5 +1,6 @@
 # CenterNet (Objects as Points), ResNet-18 from scratch on BCCD (the quick-start, `make quickstart`, trains its DLA-34
-# sibling `centernet_dla34_1xb8-quick_bccd.py`, which builds on this file). Trains on a 2-core CPU in about 7 minutes. Deviations from the paper config, all for speed on a CPU:
+# sibling `centernet_dla34_1xb8-quick_bccd.py`, which builds on this file). Trains on a 2-core CPU in about 7
+# minutes. Deviations from the paper config, all for speed on a CPU:
 # - input 320x240 (images are 640x480), no crop; horizontal and vertical flips (cells have no up/down);
 # - ResNet-18 trained from scratch (no ImageNet weights here), plain (non-DCN) up-sampling neck;
 # - batch 8, Adam lr 1e-3 with warm-up and gradient clipping, 11 epochs (lr / 10 after 9): about 8 minutes here.

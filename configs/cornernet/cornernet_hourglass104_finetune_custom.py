@@ -47,7 +47,7 @@ val_dataloader = dict(
         ann_file='annotations/instances_val.json',
         data_prefix=dict(img='images/')))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='CocoMetric', metric='bbox', ann_file=data_root + 'annotations/instances_val.json')
+val_evaluator = dict(type='CheckedCocoMetric', metric='bbox', ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
 # Short schedule: only the heatmap outputs start afresh, everything else from 500k COCO iterations, so 1% of the
@@ -62,6 +62,6 @@ param_scheduler = [dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_ite
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=1000)
 default_hooks = dict(
     checkpoint=dict(
-        type='CheckpointHook', by_epoch=False, interval=1000, max_keep_ckpts=2, save_best='coco/bbox_mAP',
+        type='AtomicCheckpointHook', by_epoch=False, interval=1000, max_keep_ckpts=2, save_best='coco/bbox_mAP',
         rule='greater'))
 auto_scale_lr = dict(enable=False, base_batch_size=8)

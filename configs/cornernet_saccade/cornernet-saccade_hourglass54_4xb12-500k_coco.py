@@ -143,7 +143,8 @@ train_dataloader = dict(
         pipeline=train_pipeline))
 val_dataloader = dict(batch_size=1, dataset=dict(data_root=data_root, pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
+# CheckedCocoMetric: mmdet's CocoMetric with mmkp's annotation rules applied to the file (docs/reliability.md)
+val_evaluator = dict(type='CheckedCocoMetric', ann_file=data_root + 'annotations/instances_val2017.json')
 test_evaluator = val_evaluator
 
 optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=2.5e-4))
@@ -154,7 +155,11 @@ param_scheduler = [
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=50000)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
-default_hooks = dict(checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=10000, max_keep_ckpts=3))
+# checkpoints written to a temporary file, then renamed (never left half-written)
+default_hooks = dict(
+    checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, interval=10000, max_keep_ckpts=3))
+# a NaN / inf loss term stops the run before the optimizer step (mmkp/engine/hooks.py, docs/reliability.md)
+custom_hooks = [dict(type='FiniteLossHook')]
 log_processor = dict(by_epoch=False)
 # Adam lr 2.5e-4 was set for the total batch 48 (4 GPUs x 12).
 auto_scale_lr = dict(enable=False, base_batch_size=48)

@@ -36,9 +36,10 @@ One warning per dataset (``print_log`` to the current ``MMLogger``) gives the co
 annotation id, rule) of the boxes ignored or clipped; :attr:`CheckedCocoDataset.annotation_report` keeps them all.
 
 Evaluation: mmdet's ``CocoMetric`` reads its ``ann_file`` itself and still counts the ignored boxes as ground truth
-(an unmatched NaN box lowers recall). Set ``checked_ann_file`` to have the dataset write the file as it uses it (kept
-and clipped annotations only) and point ``val_evaluator.ann_file`` at that path: the dataset of the loop is built
-before its evaluator, so the file exists when the metric reads it.
+(an unmatched NaN box lowers recall). :class:`mmkp.evaluation.CheckedCocoMetric` (the evaluator of mmkp's base dataset
+configs) applies the same rules, through the same :class:`CheckedCOCO` (:func:`check_coco_annotations`), to the file
+it reads, so that its ground truth is the dataset's. ``checked_ann_file`` (the dataset writes the file as it uses it)
+remains for tools that read a path.
 """
 import json
 import logging
@@ -280,17 +281,69 @@ def _size_mismatch_message(info: dict, shape: Tuple[int, int], name: str) -> str
     return msg
 
 
-class _CheckedCOCO(COCO):
-    """mmdet's COCO API over the file as :func:`check_coco_annotations` leaves it."""
+class CheckedCOCO(COCO):
+    """mmdet's COCO API (pycocotools' ``COCO`` with snake-case aliases) over a parsed COCO file as
+    :func:`check_coco_annotations` leaves it, built in memory (no file is written).
 
-    def __init__(self, annotation_file: str, classes=None, name=None):
-        data = read_coco_json(annotation_file, name)
-        self.used, self.report = check_coco_annotations(data, classes, name or annotation_file)
+    Args:
+        data (dict): the parsed file (:func:`read_coco_json`); not modified.
+        classes (Sequence[str], optional): the class names of the dataset / metric; None: every category of the file.
+            Defaults to None.
+        name (str): the file's name for messages. Defaults to ``'<annotations>'``.
+
+    Attributes:
+        used (dict): the file as used (also ``self.dataset``).
+        report (dict): see :func:`check_coco_annotations`.
+
+    Raises:
+        ValueError: see :func:`check_coco_annotations`.
+    """
+
+    def __init__(self, data: dict, classes: Optional[Sequence[str]] = None, name: str = '<annotations>'):
+        self.used, self.report = check_coco_annotations(data, classes, name)
         super().__init__(annotation_file=None)
         self.dataset = self.used
         self.createIndex()
         self.img_ann_map = self.imgToAnns
         self.cat_img_map = self.catToImgs
+
+
+def load_checked_coco(path: str, classes: Optional[Sequence[str]] = None, name: Optional[str] = None) -> CheckedCOCO:
+    """Read a local COCO file and apply the rules of this module (``CheckedCocoDataset``'s ground truth;
+    ``CheckedCocoMetric`` builds the same :class:`CheckedCOCO` from the file it parsed: one set of rules, one place).
+
+    Args:
+        path (str): local path of the file.
+        classes (Sequence[str], optional): see :class:`CheckedCOCO`. Defaults to None.
+        name (str, optional): the name to give in messages (e.g. the configured ``ann_file``). Defaults to ``path``.
+
+    Returns:
+        CheckedCOCO: the API over the kept (and clipped) annotations, with its ``report``.
+
+    Raises:
+        FileNotFoundError, ValueError: see :func:`read_coco_json` and :func:`check_coco_annotations`.
+    """
+    name = name or path
+    return CheckedCOCO(read_coco_json(path, name), classes, name)
+
+
+def log_annotation_report(report: Dict[str, object], name: str, owner: str) -> Optional[str]:
+    """Log the one counted warning of a report (``<owner>: <file>: I of N annotations ignored, ...``, see
+    :func:`format_annotation_report`) to the current ``MMLogger``; nothing when there is nothing to say.
+
+    Args:
+        report (dict): from :func:`check_coco_annotations`.
+        name (str): the file's name.
+        owner (str): who speaks (the class name, e.g. ``'CheckedCocoDataset'``).
+
+    Returns:
+        str or None: the message logged.
+    """
+    message = format_annotation_report(report, name)
+    if message:
+        message = f'{owner}: {message}'
+        print_log(message, logger='current', level=logging.WARNING)
+    return message
 
 
 @DATASETS.register_module()
@@ -300,11 +353,14 @@ class CheckedCocoDataset(CocoDataset):
 
     Images: an image the pipeline cannot load or transform (zero bytes, not an image, truncated, missing, ...)
     stops with an error naming the image file (the original exception chained; errors that already name it pass
-    through unchanged). With ``skip_bad_images=True`` a training dataset logs the file, the error and the running
-    count of skipped images, and mmdet's ``__getitem__`` takes another image instead; a test-mode dataset never
-    skips (every val / test image is evaluated, or the run stops naming the one that is not). The skips are also
-    counted across the dataloader workers (a shared counter): :meth:`report_skipped_images` logs and resets the
-    count of an epoch.
+    through unchanged, e.g. ``FileNotFoundError: [Errno 2] No such file or directory: '<path>'`` for a missing
+    file). With ``skip_bad_images=True`` a training dataset logs the file, the error and the running count of
+    skipped images, and mmdet's ``__getitem__`` takes another image instead; a missing file is one of these
+    unreadable images (skipped alike; when every draw fails, mmengine's ``max_refetch`` limit stops the run with
+    ``Cannot find valid image after N!``). A test-mode dataset never skips (every val / test image is evaluated, or
+    the run stops naming the one that is not). The skips are also counted across the dataloader workers (a shared
+    counter): :meth:`report_skipped_images` logs and resets the count of an epoch (``SkippedImagesHook`` calls it at
+    the end of each training epoch).
 
     Image size: the image as decoded (``ori_shape`` of the packed sample, height x width, set by the loading
     transform) must be the ``height`` x ``width`` of the annotation file, else ``ValueError`` naming the file, the
@@ -319,9 +375,9 @@ class CheckedCocoDataset(CocoDataset):
 
     Args:
         checked_ann_file (str, optional): where to write the annotation file as the dataset uses it (JSON, kept and
-            clipped annotations, all images and categories): point ``CocoMetric``'s ``ann_file`` at it so that the
-            metric's ground truth is the dataset's. Its folder is created; the file is replaced whole (temporary
-            file and rename). Defaults to None (not written).
+            clipped annotations, all images and categories), for tools that read a path (mmdet's ``CocoMetric``
+            pointed at it scores what the dataset trains on; ``CheckedCocoMetric`` needs no such file). Its folder is
+            created; the file is replaced whole (temporary file and rename). Defaults to None (not written).
         skip_bad_images (bool): in training, skip (and log) images the pipeline fails on instead of stopping.
             Defaults to False.
         **kwargs: the arguments of ``mmdet.datasets.CocoDataset``.
@@ -420,7 +476,7 @@ class CheckedCocoDataset(CocoDataset):
         built = []
 
         def build(local_path):
-            built.append(_CheckedCOCO(local_path, self.metainfo['classes'], str(self.ann_file)))
+            built.append(load_checked_coco(local_path, self.metainfo['classes'], str(self.ann_file)))
             return built[-1]
 
         self.COCOAPI = build  # the parent's loop over the images, over the checked file
@@ -434,9 +490,7 @@ class CheckedCocoDataset(CocoDataset):
         if used != len(coco.used['annotations']):
             raise RuntimeError(f'{self.ann_file}: {len(coco.used["annotations"])} annotations passed the checks '
                                f'but mmdet parsed {used} (a rule of mmkp.datasets.coco misses one of mmdet\'s)')
-        message = format_annotation_report(coco.report, str(self.ann_file))
-        if message:
-            print_log(f'{type(self).__name__}: {message}', logger='current', level=logging.WARNING)
+        log_annotation_report(coco.report, str(self.ann_file), type(self).__name__)
         if self.checked_ann_file:
             # every rank writes the same content: through a temporary file and a rename, so that no metric ever
             # reads a half-written file
@@ -449,5 +503,5 @@ class CheckedCocoDataset(CocoDataset):
         return data_list
 
 
-__all__ = ['CheckedCocoDataset', 'check_coco_annotations', 'read_coco_json', 'format_annotation_report',
-           'exif_orientation', 'IGNORE_RULES', 'REQUIRED_KEYS']
+__all__ = ['CheckedCocoDataset', 'CheckedCOCO', 'check_coco_annotations', 'read_coco_json', 'load_checked_coco',
+           'format_annotation_report', 'log_annotation_report', 'exif_orientation', 'IGNORE_RULES', 'REQUIRED_KEYS']

@@ -172,6 +172,13 @@ def test_base_dataset_configs_build_and_load(config):
         ds = DATASETS.build(cfg[split]['dataset'])
         item = ds[0]
         assert len(ds) >= 87 and item['inputs'].shape[0] == 3 and len(item['data_samples'].gt_instances) > 0
+    for split in ('val_evaluator', 'test_evaluator'):  # the metric's ground truth is the dataset's
+        assert cfg[split]['type'] == 'CheckedCocoMetric'
+        metric = METRICS.build(cfg[split])
+        metric.dataset_meta = ds.metainfo
+        assert metric.annotation_report == ds.annotation_report
+        assert len(metric._coco_api.dataset['annotations']) == sum(
+            len(ds.get_data_info(i)['instances']) for i in range(len(ds)))
 
 
 def test_not_json_names_the_file(tmp_path):
@@ -220,6 +227,8 @@ QUICK = {
     'cornernet': 'configs/cornernet/cornernet_hourglass-d3w32_1xb8-crop159-quick_bccd.py',
     'cornernet-squeeze':
     'configs/cornernet_squeeze/cornernet-squeeze_hourglass-squeeze-d3w32_1xb8-crop255-quick_bccd.py',
+    'centernet-triplet': 'configs/centernet_triplet/centernet-triplet_hourglass-d3w32_1xb8-crop159-quick_bccd.py',
+    'cornernet-saccade': 'configs/cornernet_saccade/cornernet-saccade_hourglass54-d3w32_1xb8-crop255-quick_bccd.py',
 }
 
 
@@ -256,17 +265,89 @@ def _perfect_predictions(ds):
     return samples
 
 
-def _coco_map(ann_file, samples, prefix):
-    metric = METRICS.build(dict(type='CocoMetric', ann_file=ann_file, metric='bbox', classwise=False,
+def _coco_map(ann_file, samples, prefix, metric_type='CocoMetric'):
+    metric = METRICS.build(dict(type=metric_type, ann_file=ann_file, metric='bbox', classwise=False,
                                 outfile_prefix=prefix))
     metric.dataset_meta = dict(classes=CLASSES)
     metric.process({}, copy.deepcopy(samples))
     return metric.evaluate(len(samples))['coco/bbox_mAP']
 
 
+def _raw_with_areas(raw, path):
+    """The raw file with the ``area`` pycocotools needs filled in (without it ``CocoMetric`` stops with
+    ``KeyError: 'area'``)."""
+    data = json.loads(open(raw).read())
+    for ann in data['annotations']:
+        ann.setdefault('area', 100.0)
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+@pytest.mark.parametrize('config', ['bccd_detection.py', 'bccd_detection_320x240.py', 'coco128_detection.py'])
+def test_default_evaluator_scores_what_the_dataset_trains_on(tmp_path, monkeypatch, config):
+    """The val / test evaluator of every base dataset config is ``CheckedCocoMetric``: built as the loop builds it
+    (``Evaluator``, then the dataset's ``metainfo`` as ``dataset_meta``) on the file of every rule, perfect
+    detections of the kept boxes score mAP 1.0 -- the raw file, missing ``area`` included, no path to set -- and it
+    logs the dataset's counted warning. mmdet's ``CocoMetric`` on the same file scores < 1 (it counts the ignored
+    boxes as ground truth)."""
+    from mmengine.evaluator import Evaluator
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(osp.join(REPO, 'configs/_base_/datasets', config))
+    assert cfg.val_evaluator.type == cfg.test_evaluator.type == 'CheckedCocoMetric'
+    logged = []
+    monkeypatch.setattr(coco_module, 'print_log', lambda msg, **kw: logged.append(msg))
+    raw = write_bad_file(tmp_path / 'bad.json')
+    ds = _dataset(raw)
+    samples = _perfect_predictions(ds)
+    assert sum(len(s['pred_instances']['labels']) for s in samples) == 6
+    for split in ('val_evaluator', 'test_evaluator'):
+        evaluator = Evaluator(dict(cfg[split], ann_file=raw, outfile_prefix=str(tmp_path / split)))
+        evaluator.dataset_meta = ds.metainfo  # what mmengine's ValLoop / TestLoop do
+        evaluator.process(copy.deepcopy(samples))
+        assert evaluator.evaluate(len(samples))['coco/bbox_mAP'] == 1.0
+        metric = evaluator.metrics[0]
+        assert type(metric).__name__ == 'CheckedCocoMetric'
+        assert metric.annotation_report == ds.annotation_report
+        # a second evaluation on the same metric (pycocotools writes into the ground truth it is given)
+        evaluator.process(copy.deepcopy(samples))
+        assert evaluator.evaluate(len(samples))['coco/bbox_mAP'] == 1.0
+    dataset_warning = logged[0]
+    assert dataset_warning.startswith(f'CheckedCocoDataset: {raw}: 11 of 17 annotations ignored, 2 clipped (')
+    assert logged[1:] == [dataset_warning.replace('CheckedCocoDataset:', 'CheckedCocoMetric:', 1)] * 2, logged
+    assert _coco_map(_raw_with_areas(raw, tmp_path / 'raw_with_areas.json'), samples, str(tmp_path / 'b')) < 1.0
+
+
+def test_checked_metric_rules_and_errors(tmp_path, monkeypatch):
+    """``CheckedCocoMetric``: the ground truth for the dataset's classes (the 'cells' box is ignored only once the
+    classes are known), no ``dataset_meta`` -> every category, a class that no category has and a broken file stop
+    with the file named."""
+    init_default_scope('mmdet')
+    monkeypatch.setattr(coco_module, 'print_log', lambda msg, **kw: None)
+    raw = write_bad_file(tmp_path / 'bad.json')
+    samples = _perfect_predictions(_dataset(raw))
+    metric = METRICS.build(dict(type='CheckedCocoMetric', ann_file=raw))
+    assert metric.annotation_report is None and metric._coco_api is None  # built when the classes are known
+    metric.process({}, copy.deepcopy(samples))  # no dataset_meta: every category of the file
+    assert metric.annotation_report['counts']['category not in classes'] == 0
+    assert metric.annotation_report['counts']['ignore flag'] == 1
+    assert sorted(a['id'] for a in metric._coco_api.dataset['annotations']) == [1, 2, 9, 10, 12, 16, 17]
+    metric.dataset_meta = dict(classes=CLASSES)  # rebuilt (the file read again) for the classes
+    assert metric.annotation_report['counts']['category not in classes'] == 1
+    assert sorted(a['id'] for a in metric._coco_api.dataset['annotations']) == [1, 2, 9, 10, 16, 17]
+    metric = METRICS.build(dict(type='CheckedCocoMetric', ann_file=raw))
+    with pytest.raises(ValueError, match=r"bad\.json: classes \['Neutrophil'\] of the dataset are not categories"):
+        metric.dataset_meta = dict(classes=('RBC', 'Neutrophil'))
+    (tmp_path / 'broken.json').write_text('{"images": [')
+    with pytest.raises(ValueError, match=r'broken\.json: not a JSON annotation file'):
+        METRICS.build(dict(type='CheckedCocoMetric', ann_file=str(tmp_path / 'broken.json')))
+    with pytest.raises(FileNotFoundError, match=r'absent\.json: annotation file not found'):
+        METRICS.build(dict(type='CheckedCocoMetric', ann_file=str(tmp_path / 'absent.json')))
+
+
 def test_metric_counts_what_the_dataset_trains_on(tmp_path):
-    """``CocoMetric`` on the raw file still counts the ignored boxes (perfect detections score < 1); on the file the
-    dataset writes (``checked_ann_file``) it scores 1."""
+    """mmdet's ``CocoMetric`` (for a config of one's own that keeps it): on the raw file it still counts the ignored
+    boxes (perfect detections score < 1); on the file the dataset writes (``checked_ann_file``) it scores 1, as
+    ``CheckedCocoMetric`` does on the raw file."""
     raw = write_bad_file(tmp_path / 'bad.json')
     checked = tmp_path / 'checked' / 'bad.checked.json'
     ds = _dataset(raw, checked_ann_file=str(checked))
@@ -275,13 +356,9 @@ def test_metric_counts_what_the_dataset_trains_on(tmp_path):
     written = json.loads(checked.read_text())
     assert [a['id'] for a in written['annotations']] == [1, 2, 9, 10, 16, 17]
     assert _coco_map(str(checked), samples, str(tmp_path / 'a')) == 1.0
-    # the raw file, with the area pycocotools needs filled in (without it CocoMetric stops with KeyError 'area'):
-    # the ignored boxes count as missed ground truth -- the mismatch documented in docs/reliability.md
-    data = json.loads(open(raw).read())
-    for ann in data['annotations']:
-        ann.setdefault('area', 100.0)
-    (tmp_path / 'raw_with_areas.json').write_text(json.dumps(data))
-    assert _coco_map(str(tmp_path / 'raw_with_areas.json'), samples, str(tmp_path / 'b')) < 1.0
+    assert _coco_map(raw, samples, str(tmp_path / 'c'), metric_type='CheckedCocoMetric') == 1.0
+    # the ignored boxes count as missed ground truth -- the mismatch CheckedCocoMetric removes
+    assert _coco_map(_raw_with_areas(raw, tmp_path / 'raw_with_areas.json'), samples, str(tmp_path / 'b')) < 1.0
 
 
 def _grid_file(path, n=200):

@@ -1,5 +1,7 @@
 """Unreadable images through the real dataset (``CheckedCocoDataset``) and pipeline: an error naming the file, or,
-with ``skip_bad_images`` in training, a logged skip and another image; test mode never skips (issue 12, item 1)."""
+with ``skip_bad_images`` in training, a logged skip and another image; test mode never skips (issue 12, item 1).
+Zero-byte, not-an-image and truncated files with a plain pipeline; a missing file with the quick configs' train and
+test pipelines."""
 import json
 import logging
 import os.path as osp
@@ -7,11 +9,13 @@ import shutil
 
 import pytest
 from mmdet.utils import register_all_modules
+from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope
 
 import mmkp  # noqa: F401
 from mmkp.registry import DATASETS
+from tests.conftest import REPO
 
 register_all_modules(init_default_scope=False)
 PIPELINE = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations', with_bbox=True),
@@ -107,3 +111,84 @@ def test_skipped_images_hook_logs_the_epoch_count_through_wrappers(folder):
     assert messages == [f'CheckedCocoDataset: {ds.ann_file}: {skipped} unreadable image(s) skipped in epoch 3 '
                         f'(all dataloader workers; {skipped} in total)'], messages
     assert ds.report_skipped_images() == (0, skipped)
+
+
+#: the quick configs whose train / test pipelines read the missing file
+QUICK = {
+    'centernet': 'configs/centernet/centernet_r18_1xb8-quick_bccd.py',
+    'fcos': 'configs/fcos/fcos_r18_fpn_gn-head_1xb8-quick_bccd.py',
+    'cornernet': 'configs/cornernet/cornernet_hourglass-d3w32_1xb8-crop159-quick_bccd.py',
+    'cornernet-squeeze':
+    'configs/cornernet_squeeze/cornernet-squeeze_hourglass-squeeze-d3w32_1xb8-crop255-quick_bccd.py',
+    'centernet-triplet': 'configs/centernet_triplet/centernet-triplet_hourglass-d3w32_1xb8-crop159-quick_bccd.py',
+    'cornernet-saccade': 'configs/cornernet_saccade/cornernet-saccade_hourglass54-d3w32_1xb8-crop255-quick_bccd.py',
+}
+
+
+@pytest.fixture()
+def missing_folder(tmp_path, bccd_root):
+    """A COCO folder of two BCCD images with their boxes: good.jpg on disk, missing.jpg listed but absent."""
+    with open(osp.join(bccd_root, 'annotations', 'instances_train.json')) as f:
+        coco = json.load(f)
+    image = coco['images'][0]
+    (tmp_path / 'img').mkdir()
+    shutil.copy(osp.join(bccd_root, 'images', image['file_name']), tmp_path / 'img' / 'good.jpg')
+    names = ['good.jpg', 'missing.jpg']
+    images = [dict(image, id=i + 1, file_name=n) for i, n in enumerate(names)]
+    boxes = [a for a in coco['annotations'] if a['image_id'] == image['id']]
+    anns = [dict(a, id=k * 1000 + j + 1, image_id=k + 1) for k in range(len(names)) for j, a in enumerate(boxes)]
+    with open(tmp_path / 'ann.json', 'w') as f:
+        json.dump(dict(coco, images=images, annotations=anns), f)
+    return tmp_path
+
+
+def build_quick(folder, config, test_mode, **kwargs):
+    """``CheckedCocoDataset`` over ``folder`` with the train (or test) pipeline of a quick config."""
+    cfg = Config.fromfile(osp.join(REPO, QUICK[config]))
+    loader = cfg.val_dataloader if test_mode else cfg.train_dataloader
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        return DATASETS.build(dict(type='CheckedCocoDataset', data_root=str(folder) + '/', ann_file='ann.json',
+                                   data_prefix=dict(img='img/'), metainfo=dict(classes=('RBC', 'WBC', 'Platelets')),
+                                   pipeline=loader.dataset.pipeline, filter_cfg=dict(filter_empty_gt=False),
+                                   test_mode=test_mode, **kwargs))
+
+
+@pytest.mark.parametrize('config', list(QUICK))
+def test_missing_image_stops_naming_the_file(missing_folder, config):
+    """A listed image that is not on disk: ``FileNotFoundError`` naming its path, from each quick config's train
+    and test pipeline, and in test mode also with ``skip_bad_images=True`` (a val / test image is never skipped).
+    The image beside it loads."""
+    path = str(missing_folder / 'img' / 'missing.jpg')
+    for test_mode, kwargs in ((False, {}), (True, {}), (True, dict(skip_bad_images=True))):
+        ds = build_quick(missing_folder, config, test_mode, **kwargs)
+        assert ds.get_data_info(1)['img_path'] == path
+        assert ds[0]['inputs'].shape[0] == 3
+        with pytest.raises(FileNotFoundError) as info:
+            ds[1]
+        assert path in str(info.value), (config, test_mode, kwargs, info.value)
+        assert ds.skipped_images == []
+
+
+def test_missing_image_is_skipped_in_training_like_the_other_unreadable_ones(missing_folder):
+    """``skip_bad_images=True`` in training: the missing file is skipped, logged and counted like a zero-byte or
+    truncated one, and another image is taken; when no image can be read, mmengine's refetch limit stops the run."""
+    ds = build_quick(missing_folder, 'centernet', False, skip_bad_images=True, max_refetch=5)
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        sample = ds[1]
+    finally:
+        logger.removeHandler(handler)
+    path = str(missing_folder / 'img' / 'missing.jpg')
+    assert osp.basename(sample['data_samples'].img_path) == 'good.jpg'
+    assert ds.skipped_images and set(ds.skipped_images) == {path}
+    messages = [r.getMessage() for r in records]
+    assert any(f'skipped {path} (FileNotFoundError: ' in m and 'image(s) skipped so far' in m for m in messages)
+    assert ds.report_skipped_images(epoch=1)[0] == len(ds.skipped_images)
+    (missing_folder / 'img' / 'good.jpg').unlink()  # now no image can be read
+    with pytest.raises(Exception, match='Cannot find valid image after 5'):
+        ds[0]
+    assert len(ds.skipped_images) >= 6 and set(ds.skipped_images) == {path, str(missing_folder / 'img' / 'good.jpg')}

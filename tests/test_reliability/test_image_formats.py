@@ -31,6 +31,8 @@ QUICK = {
     'cornernet': 'configs/cornernet/cornernet_hourglass-d3w32_1xb8-crop159-quick_bccd.py',
     'cornernet-squeeze':
     'configs/cornernet_squeeze/cornernet-squeeze_hourglass-squeeze-d3w32_1xb8-crop255-quick_bccd.py',
+    'centernet-triplet': 'configs/centernet_triplet/centernet-triplet_hourglass-d3w32_1xb8-crop159-quick_bccd.py',
+    'cornernet-saccade': 'configs/cornernet_saccade/cornernet-saccade_hourglass54-d3w32_1xb8-crop255-quick_bccd.py',
 }
 CLASSES = ('RBC', 'WBC', 'Platelets')
 
@@ -229,10 +231,11 @@ def test_centernet_train_pipeline_sees_the_pixels(folder, name):
         assert not out[0, :, H:].any() and not out[0, :, :, W:].any()
 
 
-@pytest.mark.parametrize('config', ['fcos', 'cornernet', 'cornernet-squeeze'])
+@pytest.mark.parametrize('config', [c for c in QUICK if c != 'centernet'])
 def test_other_quick_pipelines_load_the_pixels(folder, config):
-    """FCOS, CornerNet, CornerNet-Squeeze: every format's 3-channel uint8 image before the geometric transforms
-    equals the written-out decoding, and the preprocessor input is a finite 3 x H x W float batch."""
+    """FCOS, CornerNet, CornerNet-Squeeze, the keypoint-triplet CenterNet, CornerNet-Saccade: every format's 3-channel
+    uint8 image before the geometric transforms equals the written-out decoding, and the preprocessor input is a
+    finite 3 x H x W float batch."""
     root, refs = folder
     cfg = Config.fromfile(osp.join(REPO, QUICK[config]))
     ds = build_dataset(root, cfg.train_dataloader.dataset.pipeline)
@@ -249,25 +252,41 @@ def test_other_quick_pipelines_load_the_pixels(folder, config):
         assert torch.isfinite(out).all() and out.std() > 0, (config, name)
 
 
-@pytest.mark.parametrize('config', ['centernet', 'fcos'])
-def test_one_training_step_on_every_format(folder, config):
-    """All ten images in one batch through the quick config's model: finite losses and gradients."""
-    root, _ = folder
+def training_step_on_every_format(root, config):
+    """All ten images in one batch through the quick config's train pipeline, data preprocessor and model (seed 0):
+    the loss terms (each a tensor, lists summed) and the gradients of the parameters that received one."""
     torch.manual_seed(0)
+    np.random.seed(0)  # the random transforms (flips, crops, RandomChoice) draw from numpy
     cfg = Config.fromfile(osp.join(REPO, QUICK[config]))
     ds = build_dataset(root, cfg.train_dataloader.dataset.pipeline)
     model = MODELS.build(cfg.model)
     model.train()
     batch = model.data_preprocessor(pseudo_collate([ds[i] for i in range(len(ds))]), True)
     assert batch['inputs'].shape[:2] == (len(FORMATS), 3)
-    assert sum(len(s.gt_instances) for s in batch['data_samples']) == len(FORMATS)
+    assert [osp.basename(s.img_path) for s in batch['data_samples']] == [f for f, _ in FORMATS.values()]
     losses = model(**batch, mode='loss')
     terms = {k: v if isinstance(v, torch.Tensor) else sum(v) for k, v in losses.items() if 'loss' in k}
-    assert terms and all(torch.isfinite(v).all() for v in terms.values()), losses
     sum(terms.values()).backward()
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    assert grads and all(torch.isfinite(g).all() for g in grads)
-    assert any(g.abs().sum() > 0 for g in grads)
+    grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    return batch, terms, grads
+
+
+@pytest.mark.parametrize('config', list(QUICK))
+def test_one_training_step_on_every_format(folder, config):
+    """All ten images in one batch through every quick config's model (CenterNet-R18, FCOS-R18, CornerNet,
+    CornerNet-Squeeze, the keypoint-triplet CenterNet, CornerNet-Saccade): finite losses and gradients."""
+    root, _ = folder
+    batch, terms, grads = training_step_on_every_format(root, config)
+    boxes = [len(s.gt_instances) for s in batch['data_samples']]
+    if config in ('centernet', 'fcos'):  # resize and flip: every image keeps its box
+        assert boxes == [1] * len(FORMATS), boxes
+    else:  # the random crops of the corner family may cut a box off
+        assert all(n <= 1 for n in boxes) and sum(boxes) >= len(FORMATS) // 2, boxes
+    assert terms and all(v.dim() == 0 and torch.isfinite(v) for v in terms.values()), terms
+    assert any(v > 0 for v in terms.values()), terms
+    assert grads and all(torch.isfinite(g).all() for g in grads.values()), [n for n, g in grads.items()
+                                                                             if not torch.isfinite(g).all()]
+    assert any(g.abs().sum() > 0 for g in grads.values())
 
 
 def test_exif_turn_the_annotation_file_disagrees_with_names_the_file(tmp_path):

@@ -51,13 +51,14 @@ def parse_args(argv=None):
 
 
 def check_evaluator(base) -> dict:
-    """The config's test evaluator, which must be one ``CocoMetric`` (its ``ann_file`` serves the FD metrics too).
+    """The config's test evaluator, which must be one ``CocoMetric`` or mmkp's ``CheckedCocoMetric`` (its type and
+    ``ann_file`` serve the FD metrics too).
 
     Raises:
         ValueError: when it is not.
     """
-    if isinstance(base, (list, tuple)) or base.get('type') != 'CocoMetric':
-        raise ValueError(f'the config must test with one CocoMetric, got test_evaluator={base}')
+    if isinstance(base, (list, tuple)) or base.get('type') not in ('CocoMetric', 'CheckedCocoMetric'):
+        raise ValueError(f'the config must test with one CocoMetric or CheckedCocoMetric, got test_evaluator={base}')
     return dict(base)
 
 
@@ -71,9 +72,12 @@ def false_discovery_metrics(results: list, base: dict, dataset_meta: dict) -> Di
         dict: ``'<prefix>/bbox_mAP'`` etc. per threshold set (nothing for a set when no image has a detection).
     """
     from mmdet.evaluation import CocoMetric
+
+    from mmkp.evaluation import CheckedCocoMetric
+    metric_cls = CheckedCocoMetric if base['type'] == 'CheckedCocoMetric' else CocoMetric  # the config's ground truth
     out = {}
     for prefix, thrs in FD_THRESHOLDS.items():
-        metric = CocoMetric(ann_file=base['ann_file'], metric='bbox', iou_thrs=thrs, prefix=prefix,
+        metric = metric_cls(ann_file=base['ann_file'], metric='bbox', iou_thrs=thrs, prefix=prefix,
                             backend_args=base.get('backend_args'))
         metric.dataset_meta = dataset_meta
         metric.process({}, results)

@@ -51,7 +51,9 @@ val_dataloader = dict(
         pipeline=test_pipeline,
         backend_args=backend_args))
 test_dataloader = val_dataloader
+# mmdet's CocoMetric with the dataset's annotation rules applied to the file it reads: its ground truth is the boxes
+# the dataset uses (an ignored box is no ground truth, a clipped one is clipped; mmkp/evaluation/metrics/coco_metric.py)
 val_evaluator = dict(
-    type='CocoMetric', ann_file=data_root + 'annotations/instances_val.json', metric='bbox', format_only=False,
+    type='CheckedCocoMetric', ann_file=data_root + 'annotations/instances_val.json', metric='bbox', format_only=False,
     backend_args=backend_args)
 test_evaluator = val_evaluator

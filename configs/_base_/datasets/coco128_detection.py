@@ -6,5 +6,6 @@ data_root = '{{$MMKP_DATA:data}}/coco128/'
 train_dataloader = dict(dataset=dict(type='CheckedCocoDataset', data_root=data_root))
 val_dataloader = dict(dataset=dict(type='CheckedCocoDataset', data_root=data_root))
 test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
+# mmdet's CocoMetric with the dataset's annotation rules (its ground truth is the boxes the dataset uses)
+val_evaluator = dict(type='CheckedCocoMetric', ann_file=data_root + 'annotations/instances_val2017.json')
 test_evaluator = val_evaluator
