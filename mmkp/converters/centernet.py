@@ -45,7 +45,9 @@ Every shape is kept. What cannot match the original exactly:
 * every deformable convolution (DLA neck, ResNet-DCN neck): mmcv's ``ModulatedDeformConv2dPack`` against the
   original's ``DCNv2`` (``src/lib/models/networks/DCNv2``): the same operation (27-channel offset/mask conv, offsets
   as (dy, dx) per sampling point, sigmoid masks, bilinear sampling with zeros outside), but two implementations of it,
-  so equal only up to float rounding (not measured against the original's compiled op here);
+  so equal only up to float rounding. Against an independent DCNv2 written from the original
+  (``tests/parity/original_centernet_reference.py``) mmcv's op is bit-equal in float32 on the CPU; the original's
+  compiled CUDA op itself was not run (configs/centernet/README.md, "Forward parity with the original");
 * the folded ResNet-DCN biases: ``m - b`` is rounded once in float32, so the BN input differs from the original's
   ``x + b - m`` by float rounding (about 1e-7 relative to |m|, |b|), in evaluation; in training the batch mean absorbs
   the bias as in the original, only the running mean is tracked shifted by ``b``;
