@@ -17,6 +17,16 @@ BCCD = osp.join(DATA_ROOT, 'bccd')
 ORIGINAL_CHECKPOINTS = os.environ.get('MMKP_REFERENCE_CHECKPOINTS') or osp.join(
     REPO, '..', 'shared', 'reference', 'original_checkpoints')
 COCO128 = osp.join(DATA_ROOT, 'coco128')
+#: every family's quick BCCD config (relative to the repository), for the tests that run each of them
+QUICK_CONFIGS = {
+    'centernet': 'configs/centernet/centernet_r18_1xb8-quick_bccd.py',
+    'fcos': 'configs/fcos/fcos_r18_fpn_gn-head_1xb8-quick_bccd.py',
+    'cornernet': 'configs/cornernet/cornernet_hourglass-d3w32_1xb8-crop159-quick_bccd.py',
+    'cornernet-squeeze':
+    'configs/cornernet_squeeze/cornernet-squeeze_hourglass-squeeze-d3w32_1xb8-crop255-quick_bccd.py',
+    'centernet-triplet': 'configs/centernet_triplet/centernet-triplet_hourglass-d3w32_1xb8-crop159-quick_bccd.py',
+    'cornernet-saccade': 'configs/cornernet_saccade/cornernet-saccade_hourglass54-d3w32_1xb8-crop255-quick_bccd.py',
+}
 
 
 def pytest_configure(config):

@@ -34,16 +34,22 @@ CASES = {
 NUM_IMAGES = 8
 
 
-def memorisation_config(path, epochs, lr, bccd_root, work_dir):
-    cfg = Config.fromfile(osp.join(REPO, path))
+def first_images_ann_file(bccd_root, work_dir, num=NUM_IMAGES):
+    """Write the annotation file of the first ``num`` BCCD train images (and their boxes) into ``work_dir``."""
     with open(osp.join(bccd_root, 'annotations', 'instances_train.json')) as f:
         coco = json.load(f)
-    images = coco['images'][:NUM_IMAGES]
+    images = coco['images'][:num]
     ids = {im['id'] for im in images}
     subset = dict(coco, images=images, annotations=[a for a in coco['annotations'] if a['image_id'] in ids])
-    ann_file = osp.join(str(work_dir), f'bccd_train_first{NUM_IMAGES}.json')
+    ann_file = osp.join(str(work_dir), f'bccd_train_first{num}.json')
     with open(ann_file, 'w') as f:
         json.dump(subset, f)
+    return ann_file
+
+
+def memorisation_config(path, epochs, lr, bccd_root, work_dir):
+    cfg = Config.fromfile(osp.join(REPO, path))
+    ann_file = first_images_ann_file(bccd_root, work_dir)
 
     flips = [t for t in cfg.train_dataloader.dataset.pipeline if t['type'] == 'RandomFlip']
     train_pipeline = [

@@ -14,7 +14,6 @@ configs/cornernet_saccade/README.md, "Memorisation experiments"). Adam with the 
 (about 2.5 min on the idle 2-core machine); seeds 1-3 carry the ``slow`` marker
 (``pytest -m slow tests/e2e/test_saccade_learns.py``). Numbers (per seed, with durations): that README.
 """
-import json
 import os.path as osp
 import time
 
@@ -23,6 +22,7 @@ import torch
 from mmengine.config import Config, ConfigDict
 
 from tests.conftest import REPO
+from tests.e2e.test_cornernet_learns import first_images_ann_file
 
 CONFIG = 'configs/cornernet_saccade/cornernet-saccade_hourglass54-d3w32_1xb8-crop255-quick_bccd.py'
 EPOCHS = 250
@@ -34,14 +34,7 @@ THREADS = 2
 def memorisation_config(seed, bccd_root, work_dir):
     """The quick config on the first 8 BCCD train images: views for training, its own saccade test."""
     cfg = Config.fromfile(osp.join(REPO, CONFIG))
-    with open(osp.join(bccd_root, 'annotations', 'instances_train.json')) as f:
-        coco = json.load(f)
-    images = coco['images'][:NUM_IMAGES]
-    ids = {im['id'] for im in images}
-    subset = dict(coco, images=images, annotations=[a for a in coco['annotations'] if a['image_id'] in ids])
-    ann_file = osp.join(str(work_dir), f'bccd_train_first{NUM_IMAGES}.json')
-    with open(ann_file, 'w') as f:
-        json.dump(subset, f)
+    ann_file = first_images_ann_file(bccd_root, work_dir, NUM_IMAGES)
 
     saccade = cfg.model.test_cfg.saccade
     crop = saccade.get('crop_size', 255)

@@ -21,7 +21,7 @@ from mmengine.structures import InstanceData
 import mmkp  # noqa: F401
 import mmkp.datasets.coco as coco_module
 from mmkp.registry import DATASETS, METRICS, MODELS
-from tests.conftest import BCCD, REPO
+from tests.conftest import BCCD, QUICK_CONFIGS, REPO
 
 CLASSES = ('RBC', 'WBC', 'Platelets')
 W, H = 640, 480
@@ -221,15 +221,7 @@ def test_malformed_entries_are_named(tmp_path, edit, match):
         _dataset(str(path))
 
 
-QUICK = {
-    'centernet': 'configs/centernet/centernet_r18_1xb8-quick_bccd.py',
-    'fcos': 'configs/fcos/fcos_r18_fpn_gn-head_1xb8-quick_bccd.py',
-    'cornernet': 'configs/cornernet/cornernet_hourglass-d3w32_1xb8-crop159-quick_bccd.py',
-    'cornernet-squeeze':
-    'configs/cornernet_squeeze/cornernet-squeeze_hourglass-squeeze-d3w32_1xb8-crop255-quick_bccd.py',
-    'centernet-triplet': 'configs/centernet_triplet/centernet-triplet_hourglass-d3w32_1xb8-crop159-quick_bccd.py',
-    'cornernet-saccade': 'configs/cornernet_saccade/cornernet-saccade_hourglass54-d3w32_1xb8-crop255-quick_bccd.py',
-}
+QUICK = QUICK_CONFIGS
 
 
 @pytest.mark.parametrize('name', list(QUICK))

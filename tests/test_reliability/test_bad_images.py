@@ -15,7 +15,7 @@ from mmengine.registry import DefaultScope
 
 import mmkp  # noqa: F401
 from mmkp.registry import DATASETS
-from tests.conftest import REPO
+from tests.conftest import QUICK_CONFIGS, REPO
 
 register_all_modules(init_default_scope=False)
 PIPELINE = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations', with_bbox=True),
@@ -114,15 +114,7 @@ def test_skipped_images_hook_logs_the_epoch_count_through_wrappers(folder):
 
 
 #: the quick configs whose train / test pipelines read the missing file
-QUICK = {
-    'centernet': 'configs/centernet/centernet_r18_1xb8-quick_bccd.py',
-    'fcos': 'configs/fcos/fcos_r18_fpn_gn-head_1xb8-quick_bccd.py',
-    'cornernet': 'configs/cornernet/cornernet_hourglass-d3w32_1xb8-crop159-quick_bccd.py',
-    'cornernet-squeeze':
-    'configs/cornernet_squeeze/cornernet-squeeze_hourglass-squeeze-d3w32_1xb8-crop255-quick_bccd.py',
-    'centernet-triplet': 'configs/centernet_triplet/centernet-triplet_hourglass-d3w32_1xb8-crop159-quick_bccd.py',
-    'cornernet-saccade': 'configs/cornernet_saccade/cornernet-saccade_hourglass54-d3w32_1xb8-crop255-quick_bccd.py',
-}
+QUICK = QUICK_CONFIGS
 
 
 @pytest.fixture()

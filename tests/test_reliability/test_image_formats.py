@@ -23,17 +23,9 @@ from PIL import Image, ImageOps
 
 import mmkp  # noqa: F401
 from mmkp.registry import DATASETS, MODELS, TRANSFORMS
-from tests.conftest import REPO
+from tests.conftest import QUICK_CONFIGS, REPO
 
-QUICK = {
-    'centernet': 'configs/centernet/centernet_r18_1xb8-quick_bccd.py',
-    'fcos': 'configs/fcos/fcos_r18_fpn_gn-head_1xb8-quick_bccd.py',
-    'cornernet': 'configs/cornernet/cornernet_hourglass-d3w32_1xb8-crop159-quick_bccd.py',
-    'cornernet-squeeze':
-    'configs/cornernet_squeeze/cornernet-squeeze_hourglass-squeeze-d3w32_1xb8-crop255-quick_bccd.py',
-    'centernet-triplet': 'configs/centernet_triplet/centernet-triplet_hourglass-d3w32_1xb8-crop159-quick_bccd.py',
-    'cornernet-saccade': 'configs/cornernet_saccade/cornernet-saccade_hourglass54-d3w32_1xb8-crop255-quick_bccd.py',
-}
+QUICK = QUICK_CONFIGS
 CLASSES = ('RBC', 'WBC', 'Platelets')
 
 
