@@ -127,7 +127,7 @@ def test_finetune_loads_coco_weights_and_reinitialises_heatmaps(family, tmp_path
         assert 'bccd' in cfg[f'{split}_dataloader'].dataset.data_root
         assert tuple(cfg[f'{split}_dataloader'].dataset.metainfo['classes']) == ('RBC', 'WBC', 'Platelets')
     assert cfg.model.bbox_head.num_classes == NUM_CLASSES
-    assert cfg.val_evaluator.type == 'CocoMetric' and cfg.val_evaluator.ann_file.endswith('instances_val.json')
+    assert cfg.val_evaluator.type == 'CheckedCocoMetric' and cfg.val_evaluator.ann_file.endswith('instances_val.json')
 
     runner = Runner.from_cfg(cfg)
     probe = _StateBeforeTrain()
