@@ -4,7 +4,8 @@
 
 1. trains the quick config on BCCD train (``$MMKP_DATA/bccd``; ``MMKP_DATA`` defaults to ``../shared/data`` when it
    exists, else ``data``), logging with MMEngine;
-2. evaluates the final weights on BCCD val with ``CocoMetric`` (the COCO table is printed);
+2. evaluates the final weights on BCCD val with the config's evaluator (``CheckedCocoMetric``; the COCO table is
+   printed);
 3. writes every val image with its predicted boxes (mmdet's ``DetLocalVisualizer``, score >= 0.3) under
    ``<work-dir>/vis/``.
 """
