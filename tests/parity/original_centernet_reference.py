@@ -372,22 +372,15 @@ class DLASeg(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-class ResBlock(nn.Module):
+class ResBlock(DLABlock):
     """``resnet_dcn.BasicBlock`` (torchvision's): conv1 bn1 relu conv2 bn2 (+ ``downsample(x)`` or x), relu."""
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: Optional[nn.Module] = None) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes, momentum=BN_MOMENTUM)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes, momentum=BN_MOMENTUM)
+        super().__init__(inplanes, planes, stride)  # the same layers as the DLA block, then ``downsample``
         self.downsample = downsample
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
-        skip = self.downsample(x) if self.downsample is not None else x
-        return self.relu(y + skip)
+        return super().forward(x, self.downsample(x) if self.downsample is not None else None)
 
 
 class PoseResNet(nn.Module):

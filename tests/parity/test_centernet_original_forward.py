@@ -122,6 +122,15 @@ def _maps(original: torch.nn.Module, model: torch.nn.Module, image: Tensor) -> T
     return want, got
 
 
+def _reference_maps_with(deform_fn, original: torch.nn.Module, model: torch.nn.Module, image: Tensor) -> dict:
+    """The reference's maps with ``deform_fn`` in all its DCNs (put back to its own DCNv2 afterwards)."""
+    ref.set_deform_fn(original, deform_fn)
+    try:
+        return _maps(original, model, image)[0]
+    finally:
+        ref.set_deform_fn(original, None)
+
+
 def _max_diffs(want: dict, got: dict) -> Dict[str, float]:
     assert {k: tuple(v.shape) for k, v in want.items()} == {k: tuple(v.shape) for k, v in got.items()}
     return {k: (want[k] - got[k]).abs().max().item() for k in MAPS}
@@ -303,11 +312,7 @@ def test_float64_maps_are_the_same_function(name, tmp_path):
     _report(name, 'float64, reference DCNv2 op (floor)', diffs, want)
     assert max(diffs.values()) < FLOAT64_MMCV_FLOORF_BOUND, diffs
     assert all(want[k].abs().max() > 0.1 for k in MAPS)  # maps that carry signal
-    ref.set_deform_fn(original, _mmcv_rounding_dcn)
-    try:
-        want_floorf, _ = _maps(original, model, image)
-    finally:
-        ref.set_deform_fn(original, None)
+    want_floorf = _reference_maps_with(_mmcv_rounding_dcn, original, model, image)
     same = _max_diffs(want_floorf, got)
     _report(name, 'float64, reference DCNv2 op with floorf', same, want_floorf)
     assert max(same.values()) < FLOAT64_BOUND, same
@@ -356,11 +361,7 @@ def test_float32_maps_match_the_original(name, float32_pairs):
         fold = _max_diffs(want, want_folded)
         _report(name, 'float32, the fold alone (reference against reference with the biases folded)', fold, want)
     ref.set_deform_fn(same_ops, None)
-    ref.set_deform_fn(original, _mmcv_dcn)
-    try:
-        want_mmcv, _ = _maps(original, model, image)
-    finally:
-        ref.set_deform_fn(original, None)
+    want_mmcv = _reference_maps_with(_mmcv_dcn, original, model, image)
     dcn_only = _max_diffs(want, want_mmcv)
     _report(name, 'float32, the DCN op alone (reference DCNv2 op against mmcv\'s, in the reference)', dcn_only, want)
     assert max(dcn_only.values()) < DCN_FLOAT32_BOUND, dcn_only

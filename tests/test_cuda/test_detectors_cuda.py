@@ -22,20 +22,12 @@ from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
 
 from mmkp.converters.core import build_model_from_config
+from tests.conftest import QUICK_CONFIGS, REPO
 
 pytestmark = pytest.mark.cuda
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIGS = {
-    'centernet': 'configs/centernet/centernet_r18_1xb8-quick_bccd.py',
-    'centernet_dla34': 'configs/centernet/centernet_dla34_1xb8-quick_bccd.py',
-    'fcos': 'configs/fcos/fcos_r18_fpn_gn-head_1xb8-quick_bccd.py',
-    'cornernet': 'configs/cornernet/cornernet_hourglass-d3w32_1xb8-crop159-quick_bccd.py',
-    'cornernet_squeeze':
-    'configs/cornernet_squeeze/cornernet-squeeze_hourglass-squeeze-d3w32_1xb8-crop255-quick_bccd.py',
-    'triplet': 'configs/centernet_triplet/centernet-triplet_hourglass-d3w32_1xb8-crop159-quick_bccd.py',
-    'saccade': 'configs/cornernet_saccade/cornernet-saccade_hourglass54-d3w32_1xb8-crop255-quick_bccd.py',
-}
+#: every family's quick config, and the DLA-34 CenterNet next to the ResNet-18 one
+CONFIGS = dict(QUICK_CONFIGS, **{'centernet-dla34': 'configs/centernet/centernet_dla34_1xb8-quick_bccd.py'})
 H, W = 128, 160
 BOXES = [torch.tensor([[10., 12., 60., 70.], [70., 20., 150., 100.], [30., 80., 90., 125.]]),
          torch.tensor([[5., 5., 45., 50.], [50., 40., 120., 110.], [100., 10., 155., 60.]])]
@@ -46,8 +38,8 @@ TOL = dict(rtol=1e-7, atol=1e-9)
 #: test settings under which untrained weights detect something (embeddings of random weights are far apart, the
 #: attention and coarse scores stay below the paper thresholds)
 UNTRAINED_TEST_CFG = {
-    'triplet': {'model.test_cfg.decoder.ae_threshold': 100.0, 'model.test_cfg.decoder.center_topk': 200},
-    'saccade': {'model.test_cfg.decoder.ae_threshold': 100.0, 'model.test_cfg.decoder.reject_border': False,
+    'centernet-triplet': {'model.test_cfg.decoder.ae_threshold': 100.0, 'model.test_cfg.decoder.center_topk': 200},
+    'cornernet-saccade': {'model.test_cfg.decoder.ae_threshold': 100.0, 'model.test_cfg.decoder.reject_border': False,
                 'model.test_cfg.saccade.att_threshold': 0.05, 'model.test_cfg.saccade.coarse_threshold': -0.5,
                 'model.test_cfg.saccade.k_max': 4, 'model.test_cfg.saccade.crop_batch': 3},
 }
@@ -64,7 +56,7 @@ def build_pair(name):
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
             m.running_mean.uniform_(-0.1, 0.1)
             m.running_var.uniform_(0.5, 1.5)
-    if name == 'saccade':
+    if name == 'cornernet-saccade':
         # spread the untrained corner scores (the default init gives near-equal ones: no pair survives decoding)
         with torch.no_grad():
             for heat in list(cpu.bbox_head.tl_heats) + list(cpu.bbox_head.br_heats):
@@ -134,7 +126,7 @@ def test_raw_maps_losses_and_gradients_match_the_cpu(name):
         torch.testing.assert_close(grads[1][n], grads[0][n], rtol=1e-6, atol=1e-8, msg=n)
 
 
-@pytest.mark.parametrize('name', ['centernet', 'centernet_dla34', 'cornernet', 'cornernet_squeeze', 'triplet'])
+@pytest.mark.parametrize('name', [n for n in CONFIGS if n not in ('fcos', 'cornernet-saccade')])
 def test_detections_match_the_cpu(name):
     # FCOS is left out: its NMS is mmcv's compiled nms, whose CUDA kernel is not part of the mmkp code under test
     # (and the device machine's mmcv may be built without CUDA ops); its maps and losses are compared above.
@@ -162,7 +154,7 @@ def saccade_batch(device):
 
 
 def test_saccade_procedure_matches_the_cpu_and_batches_on_cuda():
-    cpu, gpu = build_pair('saccade')  # k_max 4 crops in chunks of 3 (UNTRAINED_TEST_CFG)
+    cpu, gpu = build_pair('cornernet-saccade')  # k_max 4 crops in chunks of 3 (UNTRAINED_TEST_CFG)
     for model in (cpu, gpu):
         model.eval()
     outs = []

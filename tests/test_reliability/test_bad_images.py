@@ -23,9 +23,10 @@ PIPELINE = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations', with_bb
 BAD = {'empty.jpg': b'', 'text.jpg': b'not an image at all\n', 'truncated.jpg': None}
 
 
-@pytest.fixture()
-def folder(tmp_path, bccd_root):
-    """A COCO folder: one real BCCD image (good.jpg) and three bad ones, each with the good image's boxes."""
+def coco_folder(tmp_path, bccd_root, names, bad=None):
+    """A COCO folder ``tmp_path``: ``img/good.jpg`` (the first BCCD train image), ``img/<name>`` with the bytes of
+    ``bad[name]`` (None: the good image's first third) for each name of ``bad``, and ``ann.json`` listing ``names``
+    (ids 1, 2, ...), each with the good image's size and boxes."""
     with open(osp.join(bccd_root, 'annotations', 'instances_train.json')) as f:
         coco = json.load(f)
     image = coco['images'][0]
@@ -34,15 +35,20 @@ def folder(tmp_path, bccd_root):
     shutil.copy(src, tmp_path / 'img' / 'good.jpg')
     with open(src, 'rb') as f:
         data = f.read()
-    for name, content in BAD.items():
+    for name, content in (bad or {}).items():
         (tmp_path / 'img' / name).write_bytes(data[:len(data) // 3] if content is None else content)
-    names = ['good.jpg', *BAD]
     images = [dict(image, id=i + 1, file_name=n) for i, n in enumerate(names)]
     boxes = [a for a in coco['annotations'] if a['image_id'] == image['id']]
     anns = [dict(a, id=k * 1000 + j + 1, image_id=k + 1) for k in range(len(names)) for j, a in enumerate(boxes)]
     with open(tmp_path / 'ann.json', 'w') as f:
         json.dump(dict(coco, images=images, annotations=anns), f)
     return tmp_path
+
+
+@pytest.fixture()
+def folder(tmp_path, bccd_root):
+    """A COCO folder: one real BCCD image (good.jpg) and three bad ones, each with the good image's boxes."""
+    return coco_folder(tmp_path, bccd_root, ['good.jpg', *BAD], BAD)
 
 
 def build(folder, **kwargs):
@@ -120,18 +126,7 @@ QUICK = QUICK_CONFIGS
 @pytest.fixture()
 def missing_folder(tmp_path, bccd_root):
     """A COCO folder of two BCCD images with their boxes: good.jpg on disk, missing.jpg listed but absent."""
-    with open(osp.join(bccd_root, 'annotations', 'instances_train.json')) as f:
-        coco = json.load(f)
-    image = coco['images'][0]
-    (tmp_path / 'img').mkdir()
-    shutil.copy(osp.join(bccd_root, 'images', image['file_name']), tmp_path / 'img' / 'good.jpg')
-    names = ['good.jpg', 'missing.jpg']
-    images = [dict(image, id=i + 1, file_name=n) for i, n in enumerate(names)]
-    boxes = [a for a in coco['annotations'] if a['image_id'] == image['id']]
-    anns = [dict(a, id=k * 1000 + j + 1, image_id=k + 1) for k in range(len(names)) for j, a in enumerate(boxes)]
-    with open(tmp_path / 'ann.json', 'w') as f:
-        json.dump(dict(coco, images=images, annotations=anns), f)
-    return tmp_path
+    return coco_folder(tmp_path, bccd_root, ['good.jpg', 'missing.jpg'])
 
 
 def build_quick(folder, config, test_mode, **kwargs):
