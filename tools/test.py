@@ -14,7 +14,7 @@ from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from mmkp.utils import get_data_root, setup_cpu_distributed  # noqa: E402
+from mmkp.utils import destroy_distributed, get_data_root, setup_cpu_distributed  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -95,6 +95,7 @@ def main(argv=None):
     cfg = build_config(args)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.test()
+    destroy_distributed()  # before the interpreter exits: gloo can abort otherwise
 
 
 if __name__ == '__main__':

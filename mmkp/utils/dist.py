@@ -50,3 +50,21 @@ def setup_cpu_distributed(launcher: str, cfg=None) -> bool:
         env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
         cfg.env_cfg = env_cfg
     return True
+
+
+def destroy_distributed() -> bool:
+    """Destroy the default process group, if any, at the end of a tool's successful run.
+
+    Without it a gloo run can end in ``terminate called without an active exception`` (SIGABRT) after the last
+    epoch: gloo's worker threads still hold work objects when the interpreter shuts down (pytorch/pytorch PR 179291
+    describes the crash; torch's distributed docs ask every process to call ``destroy_process_group`` near the end
+    of its main). mmengine's Runner does not call it. Call it only after a run that ended normally: on an exception
+    another rank may be inside a collective and the call could wait for it (pytorch/torchtitan PR 1342).
+
+    Returns:
+        bool: whether a process group was destroyed.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return False
+    dist.destroy_process_group()
+    return True

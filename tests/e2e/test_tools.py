@@ -14,7 +14,7 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import run_tool
+from tests.conftest import REPO, run_tool
 
 CONFIG = 'configs/centernet/centernet_r18_1xb8-quick_bccd.py'
 #: 4 val / test images, batch 2, no workers
@@ -134,6 +134,24 @@ def test_dist_train_two_cpu_processes(tmp_path, bccd_root):
     ckpt = torch.load(work_dir / 'epoch_1.pth', map_location='cpu', weights_only=True)
     assert ckpt['meta']['iter'] == 2
     assert not any(k.startswith('module.') for k in ckpt['state_dict'])
+
+
+def test_destroy_distributed_ends_the_process_group(tmp_path):
+    """tools/train.py and tools/test.py end a distributed run with destroy_distributed (a gloo group left to the
+    interpreter's shutdown can abort the process after the last epoch)."""
+    import torch.distributed as dist
+
+    from mmkp.utils import destroy_distributed
+    assert not dist.is_initialized()
+    assert destroy_distributed() is False  # no group: nothing to do
+    dist.init_process_group('gloo', init_method=f'file://{tmp_path / "store"}', rank=0, world_size=1)
+    assert dist.is_initialized()
+    assert destroy_distributed() is True
+    assert not dist.is_initialized()
+    for tool in ('tools/train.py', 'tools/test.py'):
+        with open(osp.join(REPO, tool)) as f:
+            source = f.read()
+        assert re.search(r'runner\.(train|test)\(\)\n +destroy_distributed\(\)', source), tool
 
 
 def test_mim_test(trained, tmp_path):
