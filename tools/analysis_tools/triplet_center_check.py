@@ -71,14 +71,12 @@ def false_discovery_metrics(results: list, base: dict, dataset_meta: dict) -> Di
     Returns:
         dict: ``'<prefix>/bbox_mAP'`` etc. per threshold set (nothing for a set when no image has a detection).
     """
-    from mmdet.evaluation import CocoMetric
-
-    from mmkp.evaluation import CheckedCocoMetric
-    metric_cls = CheckedCocoMetric if base['type'] == 'CheckedCocoMetric' else CocoMetric  # the config's ground truth
+    from mmkp.registry import METRICS
     out = {}
     for prefix, thrs in FD_THRESHOLDS.items():
-        metric = metric_cls(ann_file=base['ann_file'], metric='bbox', iou_thrs=thrs, prefix=prefix,
-                            backend_args=base.get('backend_args'))
+        # the config's metric type, so that its ground truth is the config's (CheckedCocoMetric's rules or not)
+        metric = METRICS.build(dict(type=base['type'], ann_file=base['ann_file'], metric='bbox', iou_thrs=thrs,
+                                    prefix=prefix, backend_args=base.get('backend_args')))
         metric.dataset_meta = dataset_meta
         metric.process({}, results)
         out.update(metric.evaluate(len(results)))
