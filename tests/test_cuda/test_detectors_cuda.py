@@ -39,9 +39,10 @@ TOL = dict(rtol=1e-7, atol=1e-9)
 #: attention and coarse scores stay below the paper thresholds)
 UNTRAINED_TEST_CFG = {
     'centernet-triplet': {'model.test_cfg.decoder.ae_threshold': 100.0, 'model.test_cfg.decoder.center_topk': 200},
-    'cornernet-saccade': {'model.test_cfg.decoder.ae_threshold': 100.0, 'model.test_cfg.decoder.reject_border': False,
-                'model.test_cfg.saccade.att_threshold': 0.05, 'model.test_cfg.saccade.coarse_threshold': -0.5,
-                'model.test_cfg.saccade.k_max': 4, 'model.test_cfg.saccade.crop_batch': 3},
+    'cornernet-saccade': {
+        'model.test_cfg.decoder.ae_threshold': 100.0, 'model.test_cfg.decoder.reject_border': False,
+        'model.test_cfg.saccade.att_threshold': 0.05, 'model.test_cfg.saccade.coarse_threshold': -0.5,
+        'model.test_cfg.saccade.k_max': 4, 'model.test_cfg.saccade.crop_batch': 3},
 }
 
 

@@ -221,15 +221,12 @@ def test_malformed_entries_are_named(tmp_path, edit, match):
         _dataset(str(path))
 
 
-QUICK = QUICK_CONFIGS
-
-
-@pytest.mark.parametrize('name', list(QUICK))
+@pytest.mark.parametrize('name', list(QUICK_CONFIGS))
 def test_bad_file_trains_with_finite_losses_and_gradients(tmp_path, name):
     """The file of every rule -> each quick config's train pipeline -> data preprocessor -> model: finite loss."""
     init_default_scope('mmdet')
     torch.manual_seed(0)
-    cfg = Config.fromfile(osp.join(REPO, QUICK[name]))
+    cfg = Config.fromfile(osp.join(REPO, QUICK_CONFIGS[name]))
     pipeline = cfg.train_dataloader.dataset.pipeline
     ds = _dataset(write_bad_file(tmp_path / 'bad.json'), test_mode=False, pipeline=pipeline)
     model = MODELS.build(cfg.model)
@@ -372,7 +369,8 @@ def test_200_objects_all_reach_the_corner_targets_and_the_embedding_loss(tmp_pat
     """No ``max_tag_len``: 200 objects of one image -> 200 corner pairs, and pull / push over all of them equal a
     per-object loop of the CornerNet formulas (princeton-vl/CornerNet-Lite@6a54505 losses.py ``_ae_loss``)."""
     init_default_scope('mmdet')
-    cfg = Config.fromfile(osp.join(REPO, QUICK['centernet']))  # its plain resize + pack pipeline keeps all boxes
+    # the CenterNet quick config: its plain resize + pack pipeline keeps all boxes
+    cfg = Config.fromfile(osp.join(REPO, QUICK_CONFIGS['centernet']))
     pipeline = [t for t in cfg.train_dataloader.dataset.pipeline if t['type'] != 'RandomFlip']
     ds = _dataset(_grid_file(tmp_path / 'grid.json'), test_mode=False, pipeline=pipeline)
     from mmdet.models.data_preprocessors import DetDataPreprocessor

@@ -2,6 +2,7 @@
 with ``skip_bad_images`` in training, a logged skip and another image; test mode never skips (issue 12, item 1).
 Zero-byte, not-an-image and truncated files with a plain pipeline; a missing file with the quick configs' train and
 test pipelines."""
+import contextlib
 import json
 import logging
 import os.path as osp
@@ -21,6 +22,20 @@ register_all_modules(init_default_scope=False)
 PIPELINE = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations', with_bbox=True),
             dict(type='Resize', scale=(320, 240), keep_ratio=True), dict(type='PackDetInputs')]
 BAD = {'empty.jpg': b'', 'text.jpg': b'not an image at all\n', 'truncated.jpg': None}
+
+
+@contextlib.contextmanager
+def logged_messages():
+    """Collect the messages logged through mmengine's current logger inside the ``with`` block (yields the list)."""
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
 
 
 def coco_folder(tmp_path, bccd_root, names, bad=None):
@@ -71,18 +86,12 @@ def test_bad_images_stop_naming_the_file(folder, test_mode):
 
 def test_skip_bad_images_in_training_logs_and_takes_another(folder):
     ds = build(folder, skip_bad_images=True)
-    records = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    logger = MMLogger.get_current_instance()
-    logger.addHandler(handler)
-    for i, name in enumerate(BAD, start=1):
-        sample = ds[i]  # mmdet's __getitem__ refetches another index when prepare_data returns None
-        assert osp.basename(sample['data_samples'].img_path) == 'good.jpg'
-        assert str(folder / 'img' / name) in ds.skipped_images  # (the refetch may hit another bad one first)
+    with logged_messages() as messages:
+        for i, name in enumerate(BAD, start=1):
+            sample = ds[i]  # mmdet's __getitem__ refetches another index when prepare_data returns None
+            assert osp.basename(sample['data_samples'].img_path) == 'good.jpg'
+            assert str(folder / 'img' / name) in ds.skipped_images  # (the refetch may hit another bad one first)
     assert len(ds.skipped_images) >= 3 and set(ds.skipped_images) == {str(folder / 'img' / n) for n in BAD}
-    logger.removeHandler(handler)
-    messages = [r.getMessage() for r in records]
     for name in BAD:
         assert any(f'skipped {folder / "img" / name}' in m and 'image(s) skipped so far' in m for m in messages)
 
@@ -98,12 +107,7 @@ def test_skipped_images_hook_logs_the_epoch_count_through_wrappers(folder):
 
     from mmkp.engine import SkippedImagesHook
     ds = build(folder, skip_bad_images=True)
-    records = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    logger = MMLogger.get_current_instance()
-    logger.addHandler(handler)
-    try:
+    with logged_messages() as logged:
         for i in range(1, len(BAD) + 1):
             ds[i]
         skipped = len(ds.skipped_images)  # >= len(BAD): a refetch may hit another bad image first
@@ -111,16 +115,10 @@ def test_skipped_images_hook_logs_the_epoch_count_through_wrappers(folder):
         runner = SimpleNamespace(train_dataloader=SimpleNamespace(dataset=wrapper), epoch=3)
         SkippedImagesHook().after_train_epoch(runner)
         SkippedImagesHook().after_train_epoch(runner)  # the count was reset: no second message
-    finally:
-        logger.removeHandler(handler)
-    messages = [r.getMessage() for r in records if 'unreadable image(s) skipped in epoch' in r.getMessage()]
+    messages = [m for m in logged if 'unreadable image(s) skipped in epoch' in m]
     assert messages == [f'CheckedCocoDataset: {ds.ann_file}: {skipped} unreadable image(s) skipped in epoch 3 '
                         f'(all dataloader workers; {skipped} in total)'], messages
     assert ds.report_skipped_images() == (0, skipped)
-
-
-#: the quick configs whose train / test pipelines read the missing file
-QUICK = QUICK_CONFIGS
 
 
 @pytest.fixture()
@@ -131,7 +129,7 @@ def missing_folder(tmp_path, bccd_root):
 
 def build_quick(folder, config, test_mode, **kwargs):
     """``CheckedCocoDataset`` over ``folder`` with the train (or test) pipeline of a quick config."""
-    cfg = Config.fromfile(osp.join(REPO, QUICK[config]))
+    cfg = Config.fromfile(osp.join(REPO, QUICK_CONFIGS[config]))
     loader = cfg.val_dataloader if test_mode else cfg.train_dataloader
     with DefaultScope.overwrite_default_scope('mmdet'):
         return DATASETS.build(dict(type='CheckedCocoDataset', data_root=str(folder) + '/', ann_file='ann.json',
@@ -140,7 +138,7 @@ def build_quick(folder, config, test_mode, **kwargs):
                                    test_mode=test_mode, **kwargs))
 
 
-@pytest.mark.parametrize('config', list(QUICK))
+@pytest.mark.parametrize('config', list(QUICK_CONFIGS))
 def test_missing_image_stops_naming_the_file(missing_folder, config):
     """A listed image that is not on disk: ``FileNotFoundError`` naming its path, from each quick config's train
     and test pipeline, and in test mode also with ``skip_bad_images=True`` (a val / test image is never skipped).
@@ -160,19 +158,11 @@ def test_missing_image_is_skipped_in_training_like_the_other_unreadable_ones(mis
     """``skip_bad_images=True`` in training: the missing file is skipped, logged and counted like a zero-byte or
     truncated one, and another image is taken; when no image can be read, mmengine's refetch limit stops the run."""
     ds = build_quick(missing_folder, 'centernet', False, skip_bad_images=True, max_refetch=5)
-    records = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    logger = MMLogger.get_current_instance()
-    logger.addHandler(handler)
-    try:
+    with logged_messages() as messages:
         sample = ds[1]
-    finally:
-        logger.removeHandler(handler)
     path = str(missing_folder / 'img' / 'missing.jpg')
     assert osp.basename(sample['data_samples'].img_path) == 'good.jpg'
     assert ds.skipped_images and set(ds.skipped_images) == {path}
-    messages = [r.getMessage() for r in records]
     assert any(f'skipped {path} (FileNotFoundError: ' in m and 'image(s) skipped so far' in m for m in messages)
     assert ds.report_skipped_images(epoch=1)[0] == len(ds.skipped_images)
     (missing_folder / 'img' / 'good.jpg').unlink()  # now no image can be read

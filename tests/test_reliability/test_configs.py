@@ -17,6 +17,8 @@ from tests.conftest import REPO
 
 CONFIGS = sorted(p for p in glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
                  if '_base_' not in p.split(os.sep))
+
+
 def _missing(cfg):
     missing = set()
     evaluators = [cfg.get(split) for split in ('val_evaluator', 'test_evaluator')]

@@ -25,7 +25,6 @@ import mmkp  # noqa: F401
 from mmkp.registry import DATASETS, MODELS, TRANSFORMS
 from tests.conftest import QUICK_CONFIGS, REPO
 
-QUICK = QUICK_CONFIGS
 CLASSES = ('RBC', 'WBC', 'Platelets')
 
 
@@ -188,7 +187,7 @@ def test_centernet_train_pipeline_sees_the_pixels(folder, name):
     """CenterNet-R18 quick config: the packed image, its box and the preprocessor output equal the written-out
     decoding -> resize -> flip -> BGR->RGB -> normalise -> zero padding."""
     root, refs = folder
-    cfg = Config.fromfile(osp.join(REPO, QUICK['centernet']))
+    cfg = Config.fromfile(osp.join(REPO, QUICK_CONFIGS['centernet']))
     ds = build_dataset(root, cfg.train_dataloader.dataset.pipeline)
     i = _index(ds, name)
     ref = refs[name]
@@ -223,13 +222,13 @@ def test_centernet_train_pipeline_sees_the_pixels(folder, name):
         assert not out[0, :, H:].any() and not out[0, :, :, W:].any()
 
 
-@pytest.mark.parametrize('config', [c for c in QUICK if c != 'centernet'])
+@pytest.mark.parametrize('config', [c for c in QUICK_CONFIGS if c != 'centernet'])
 def test_other_quick_pipelines_load_the_pixels(folder, config):
     """FCOS, CornerNet, CornerNet-Squeeze, the keypoint-triplet CenterNet, CornerNet-Saccade: every format's 3-channel
     uint8 image before the geometric transforms equals the written-out decoding, and the preprocessor input is a
     finite 3 x H x W float batch."""
     root, refs = folder
-    cfg = Config.fromfile(osp.join(REPO, QUICK[config]))
+    cfg = Config.fromfile(osp.join(REPO, QUICK_CONFIGS[config]))
     ds = build_dataset(root, cfg.train_dataloader.dataset.pipeline)
     pre = MODELS.build(cfg.model.data_preprocessor)
     load = ds.pipeline.transforms[0]
@@ -249,7 +248,7 @@ def training_step_on_every_format(root, config):
     the loss terms (each a tensor, lists summed) and the gradients of the parameters that received one."""
     torch.manual_seed(0)
     np.random.seed(0)  # the random transforms (flips, crops, RandomChoice) draw from numpy
-    cfg = Config.fromfile(osp.join(REPO, QUICK[config]))
+    cfg = Config.fromfile(osp.join(REPO, QUICK_CONFIGS[config]))
     ds = build_dataset(root, cfg.train_dataloader.dataset.pipeline)
     model = MODELS.build(cfg.model)
     model.train()
@@ -263,7 +262,7 @@ def training_step_on_every_format(root, config):
     return batch, terms, grads
 
 
-@pytest.mark.parametrize('config', list(QUICK))
+@pytest.mark.parametrize('config', list(QUICK_CONFIGS))
 def test_one_training_step_on_every_format(folder, config):
     """All ten images in one batch through every quick config's model (CenterNet-R18, FCOS-R18, CornerNet,
     CornerNet-Squeeze, the keypoint-triplet CenterNet, CornerNet-Saccade): finite losses and gradients."""
